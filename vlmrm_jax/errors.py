@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+Every error a user can cause (bad CLI value, missing model, corrupt checkpoint...) is raised as a
+:class:`VlmrmError` whose message is one line that names the bad value and says how to fix it. The CLIs in
+``experiments/`` print that line and exit with status 2 instead of showing a traceback.
+"""
+
+
+class VlmrmError(Exception):
+    """An error caused by user input or the user's environment; its message names the value and the fix."""
+
+
+class ModelNotFoundError(VlmrmError):
+    """A model id or path could not be loaded (offline, unknown id, bad path, missing files)."""
+
+
+class CheckpointError(VlmrmError):
+    """A checkpoint directory is missing, corrupt, or was written by an incompatible run."""
+
+
+class NonFiniteError(VlmrmError):
+    """Training produced NaN or Inf (in rewards, losses or parameters); the run stops without saving them."""
