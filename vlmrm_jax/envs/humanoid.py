@@ -1,0 +1,65 @@
+"""The MuJoCo humanoid in MJX with VLM-RM's set-up (Rocamonde et al. 2023, section 4.4).
+
+brax's humanoid (the standard Gym/dm_control model: 17 actuators, 0.015 s control step on the MJX backend) with:
+no "unhealthy" termination (the paper removes it so that poses such as kneeling or lying are reachable), zero task
+reward (the only reward is the VLM reward added by :class:`vlmrm_jax.envs.wrappers.VLMRewardWrapper`), and the
+textured scene of brax's MJCF (checker floor, gradient sky) seen through the paper's tracking camera.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from brax.envs.base import State
+from brax.envs.humanoid import Humanoid as _BraxHumanoid
+
+#: The paper's episode length for humanoid tasks, in env steps (0.015 s each).
+EPISODE_LENGTH = 100
+#: The paper's baseline prompt for every humanoid task.
+BASELINE_PROMPT = "a humanoid robot"
+
+
+class Humanoid(_BraxHumanoid):
+    """brax's humanoid on the MJX backend, never terminating, with zero environment reward.
+
+    Observations: float32 [244], brax's proprioceptive humanoid observation (joint positions without the root's x, y;
+    joint velocities; centre-of-mass inertia and velocity terms; actuator forces). Actions: float32 [17] in [-1, 1].
+    ``state.metrics`` keeps brax's diagnostic terms (x velocity etc.) for logging; they are not added to the reward.
+
+    Args:
+        reset_noise_scale: half-width of the uniform noise added to the initial joint positions (radians, metres)
+            and velocities at reset.
+    """
+
+    def __init__(self, reset_noise_scale: float = 1e-2):
+        super().__init__(terminate_when_unhealthy=False, reset_noise_scale=reset_noise_scale, backend="mjx")
+
+    def step(self, state: State, action: jax.Array) -> State:
+        """One control step (5 physics steps of 3 ms); ``reward`` is 0 and ``done`` is 0."""
+        state = super().step(state, action)
+        return state.replace(reward=jnp.zeros_like(state.reward), done=jnp.zeros_like(state.done))
+
+    def make_render_fn(self, width: int, height: int, *, shadows: bool = True,
+                       camera=None) -> Callable[[State], jax.Array]:
+        """A jittable function that renders a state with the JAX ray caster.
+
+        Args:
+            width, height: image size in pixels.
+            shadows: cast a second ray per pixel toward the light.
+            camera: a camera of :mod:`vlmrm_jax.render`; default the paper's tracking camera
+                (torso, distance 3.5 m, azimuth 180 deg, elevation -10 deg, look-at height 1.0 m).
+
+        Returns:
+            ``render(state) -> float32 [height, width, 3]`` in [0, 1] for one (unbatched) state.
+
+        Raises:
+            VlmrmError: on a non-positive size or a camera that does not exist in the model.
+        """
+        from vlmrm_jax.render import HUMANOID_CAMERA, RenderConfig, Renderer
+
+        renderer = Renderer(self.sys.mj_model, camera or HUMANOID_CAMERA,
+                            RenderConfig(width=width, height=height, shadows=shadows))
+        sys = self.sys
+        return lambda state: renderer.render(sys, state.pipeline_state)

@@ -1,0 +1,225 @@
+"""PPO assembled from brax's components, as pure JAX functions (PureJaxRL-style ``init`` / ``iteration``).
+
+The networks, loss, GAE, acting and observation normaliser are brax's own (``brax.training.agents.ppo.networks``,
+``.losses``, ``brax.training.acting``, ``brax.training.gradients``, ``running_statistics``); the schedule is brax's
+``ppo.train`` training step. What this module changes is the shell around it:
+
+- one jitted call = one PPO iteration (rollout of ``num_envs x unroll_length x unrolls_per_iteration`` env steps,
+  then ``num_updates_per_batch`` epochs of ``num_minibatches`` minibatches), so the caller reports progress, checks
+  for NaN and writes checkpoints between iterations;
+- the whole :class:`TrainState` (optimiser state, parameters, normaliser, env step count, env state and rng) is one
+  pytree that orbax saves and restores, so a killed run resumes exactly where its last checkpoint was;
+- no separate evaluation env: rendering + CLIP is the expensive part of a VLM-rewarded env, so the metrics come from
+  the training rollouts themselves.
+
+Shapes use ``B = num_envs``, ``T = unroll_length``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Tuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from brax.envs.base import Env, State
+from brax.training import acting, gradients
+from brax.training.acme import running_statistics, specs
+from brax.training.agents.ppo import losses as ppo_losses
+from brax.training.agents.ppo import networks as ppo_networks
+
+from vlmrm_jax.envs.wrappers import STEP_METRICS
+from vlmrm_jax.errors import VlmrmError
+
+Metrics = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyper-parameters (names as in brax's ``ppo.train``).
+
+    Attributes:
+        num_envs: environments stepped in parallel (batch of the rollout).
+        unroll_length: env steps per unroll ``T`` (the GAE horizon of one trajectory segment).
+        batch_size: unrolls per minibatch.
+        num_minibatches: minibatches per epoch; ``batch_size * num_minibatches`` must be a multiple of ``num_envs``.
+        num_updates_per_batch: epochs over the collected batch per iteration.
+        learning_rate: Adam step size.
+        entropy_cost: weight of the entropy bonus.
+        discounting: gamma (VLM-RM used 0.95 for the humanoid).
+        gae_lambda: GAE lambda.
+        clipping_epsilon: PPO ratio clip.
+        reward_scaling: multiplier applied to rewards in the loss.
+        max_grad_norm: global-norm gradient clip, or None.
+        normalize_observations: running mean/std observation normaliser (brax's).
+        policy_hidden_layer_sizes: MLP widths of the policy.
+        value_hidden_layer_sizes: MLP widths of the value function.
+        episode_length: env steps per episode before truncation.
+    """
+
+    num_envs: int = 32
+    unroll_length: int = 10
+    batch_size: int = 32
+    num_minibatches: int = 4
+    num_updates_per_batch: int = 4
+    learning_rate: float = 3e-4
+    entropy_cost: float = 1e-3
+    discounting: float = 0.95
+    gae_lambda: float = 0.95
+    clipping_epsilon: float = 0.2
+    reward_scaling: float = 1.0
+    max_grad_norm: float | None = 1.0
+    normalize_observations: bool = True
+    policy_hidden_layer_sizes: Tuple[int, ...] = (64, 64)
+    value_hidden_layer_sizes: Tuple[int, ...] = (128, 128)
+    episode_length: int = 100
+
+    def __post_init__(self):
+        for name in ("num_envs", "unroll_length", "batch_size", "num_minibatches", "num_updates_per_batch",
+                     "episode_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise VlmrmError(f"{name}={value!r} must be a positive integer")
+        if (self.batch_size * self.num_minibatches) % self.num_envs:
+            raise VlmrmError(f"batch_size * num_minibatches = {self.batch_size * self.num_minibatches} is not a "
+                             f"multiple of num_envs={self.num_envs}; choose sizes so that it is (e.g. batch_size = "
+                             f"num_envs)")
+        if not self.learning_rate > 0:
+            raise VlmrmError(f"learning_rate={self.learning_rate!r} must be positive")
+        if not 0 < self.discounting <= 1:
+            raise VlmrmError(f"discounting={self.discounting!r} must be in (0, 1]")
+
+    @property
+    def unrolls_per_iteration(self) -> int:
+        """Unrolls of ``num_envs`` environments collected per iteration."""
+        return self.batch_size * self.num_minibatches // self.num_envs
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        """Env steps consumed by one PPO iteration: ``batch_size * num_minibatches * unroll_length``."""
+        return self.batch_size * self.num_minibatches * self.unroll_length
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a PPO run needs to continue: one pytree, saved and restored whole by orbax.
+
+    Attributes:
+        params: brax ``PPONetworkParams`` (policy, value).
+        optimizer_state: optax state of Adam (and the gradient clip).
+        normalizer_params: brax running observation statistics.
+        env_state: the batched env state, leading axis ``num_envs``.
+        env_steps: int32 [], env steps consumed so far.
+        rng: PRNG key [2] for the next iteration.
+    """
+
+    params: ppo_losses.PPONetworkParams
+    optimizer_state: optax.OptState
+    normalizer_params: running_statistics.RunningStatisticsState
+    env_state: State
+    env_steps: jax.Array
+    rng: jax.Array
+
+
+class PPO:
+    """PPO on a batched, auto-resetting env (see :func:`vlmrm_jax.envs.wrappers.wrap_for_vlm_training`).
+
+    Args:
+        env: batched env; ``reset`` takes rngs [num_envs, 2], ``step`` actions [num_envs, action_size].
+        config: hyper-parameters.
+
+    Use ``state = ppo.init(rng)``, then ``state, metrics = ppo.iteration(state)`` repeatedly (both jitted).
+    ``metrics`` are float32 scalars: ``reward_mean``, ``reward_std`` over the rollout's env steps, the rollout mean of
+    every entry of ``state.info["step_metrics"]`` when the env provides it (as ``env/<name>``), and brax's loss terms (``total_loss``, ``policy_loss``,
+    ``v_loss``, ``entropy_loss``).
+    """
+
+    def __init__(self, env: Env, config: PPOConfig):
+        self.env = env
+        self.config = config
+        normalize = running_statistics.normalize if config.normalize_observations else (lambda x, y: x)
+        self.networks = ppo_networks.make_ppo_networks(
+            env.observation_size, env.action_size, preprocess_observations_fn=normalize,
+            policy_hidden_layer_sizes=config.policy_hidden_layer_sizes,
+            value_hidden_layer_sizes=config.value_hidden_layer_sizes)
+        self.make_policy = ppo_networks.make_inference_fn(self.networks)
+        clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm else []
+        self.optimizer = optax.chain(*clip, optax.adam(config.learning_rate))
+        loss_fn = functools.partial(
+            ppo_losses.compute_ppo_loss, ppo_network=self.networks, entropy_cost=config.entropy_cost,
+            discounting=config.discounting, reward_scaling=config.reward_scaling, gae_lambda=config.gae_lambda,
+            clipping_epsilon=config.clipping_epsilon, normalize_advantage=True)
+        self._update = gradients.gradient_update_fn(loss_fn, self.optimizer, pmap_axis_name=None, has_aux=True)
+        self.init = jax.jit(self._init)
+        self.iteration = jax.jit(self._iteration, donate_argnums=0)
+
+    def _init(self, rng: jax.Array) -> TrainState:
+        key_policy, key_value, key_env, rng = jax.random.split(rng, 4)
+        params = ppo_losses.PPONetworkParams(policy=self.networks.policy_network.init(key_policy),
+                                             value=self.networks.value_network.init(key_value))
+        env_state = self.env.reset(jax.random.split(key_env, self.config.num_envs))
+        obs_spec = specs.Array((self.env.observation_size,), jnp.dtype("float32"))
+        return TrainState(params=params, optimizer_state=self.optimizer.init(params),
+                          normalizer_params=running_statistics.init_state(obs_spec), env_state=env_state,
+                          env_steps=jnp.zeros((), jnp.int32), rng=rng)
+
+    def policy_params(self, state: TrainState) -> Tuple[Any, Any, Any]:
+        """(normalizer, policy, value) parameters, the tuple ``make_policy`` takes."""
+        return state.normalizer_params, state.params.policy, state.params.value
+
+    def _rollout(self, state: TrainState, key: jax.Array):
+        """Collects ``unrolls_per_iteration`` unrolls; returns the new env state and Transitions [N*B, T, ...]."""
+        policy = self.make_policy(self.policy_params(state))
+
+        fields = ("truncation",) + ((STEP_METRICS,) if STEP_METRICS in state.env_state.info else ())
+
+        def unroll(env_state, key):
+            return acting.generate_unroll(self.env, env_state, policy, key, self.config.unroll_length,
+                                          extra_fields=fields)
+
+        keys = jax.random.split(key, self.config.unrolls_per_iteration)
+        env_state, data = jax.lax.scan(unroll, state.env_state, keys)  # leaves [N, T, B, ...]
+        data = jax.tree.map(lambda x: jnp.swapaxes(x, 1, 2).reshape((-1,) + x.shape[1:2] + x.shape[3:]), data)
+        return env_state, data
+
+    def _iteration(self, state: TrainState) -> Tuple[TrainState, Metrics]:
+        config = self.config
+        key_rollout, key_sgd, rng = jax.random.split(state.rng, 3)
+        env_state, data = self._rollout(state, key_rollout)
+        normalizer_params = running_statistics.update(state.normalizer_params, data.observation)
+
+        def minibatch_step(carry, minibatch):
+            optimizer_state, params, key = carry
+            key, key_loss = jax.random.split(key)
+            (_, metrics), params, optimizer_state = self._update(
+                params, normalizer_params, minibatch, key_loss, optimizer_state=optimizer_state)
+            return (optimizer_state, params, key), metrics
+
+        def epoch(carry, _):
+            optimizer_state, params, key = carry
+            key, key_perm, key_grad = jax.random.split(key, 3)
+            shuffled = jax.tree.map(
+                lambda x: jax.random.permutation(key_perm, x).reshape((config.num_minibatches, -1) + x.shape[1:]),
+                data)
+            (optimizer_state, params, _), metrics = jax.lax.scan(
+                minibatch_step, (optimizer_state, params, key_grad), shuffled)
+            return (optimizer_state, params, key), metrics
+
+        (optimizer_state, params, _), loss_metrics = jax.lax.scan(
+            epoch, (state.optimizer_state, state.params, key_sgd), None, length=config.num_updates_per_batch)
+        metrics = {k: jnp.mean(v) for k, v in loss_metrics.items()}
+        metrics.update(reward_mean=jnp.mean(data.reward), reward_std=jnp.std(data.reward))
+        step_metrics = data.extras["state_extras"].get(STEP_METRICS, {})
+        metrics.update({f"env/{k}": jnp.mean(v.astype(jnp.float32)) for k, v in step_metrics.items()})
+        new_state = TrainState(params=params, optimizer_state=optimizer_state, normalizer_params=normalizer_params,
+                               env_state=env_state, env_steps=state.env_steps + config.env_steps_per_iteration,
+                               rng=rng)
+        return new_state, metrics
+
+
+def make_policy_fn(ppo: PPO, state: TrainState, deterministic: bool = True) -> Callable:
+    """The trained policy as ``policy(obs float32 [..., obs_size], key) -> (action float32 [..., action_size], extras)``."""
+    return ppo.make_policy(ppo.policy_params(state), deterministic=deterministic)
