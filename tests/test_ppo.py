@@ -4,40 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from brax.envs import training as brax_training
-from brax.envs.base import Env, State
-
 from vlmrm_jax.errors import VlmrmError
 from vlmrm_jax.rl.ppo import PPO, PPOConfig
 
-
-class PointEnv(Env):
-    """A 2-D point that should move to the origin: obs = position, action = velocity, reward = -|position|."""
-
-    def reset(self, rng):
-        pos = jax.random.uniform(rng, (2,), minval=-1.0, maxval=1.0)
-        return State(pipeline_state=None, obs=pos, reward=jnp.zeros(()), done=jnp.zeros(()), metrics={}, info={})
-
-    def step(self, state, action):
-        pos = jnp.clip(state.obs + 0.1 * action, -2.0, 2.0)
-        return state.replace(obs=pos, reward=-jnp.linalg.norm(pos))
-
-    @property
-    def observation_size(self):
-        return 2
-
-    @property
-    def action_size(self):
-        return 2
-
-    @property
-    def backend(self):
-        return "none"
-
-
-def make_env(episode_length=20):
-    env = brax_training.EpisodeWrapper(PointEnv(), episode_length, action_repeat=1)
-    return brax_training.AutoResetWrapper(brax_training.VmapWrapper(env))
+from toy_envs import make_point_env as make_env
 
 
 CONFIG = PPOConfig(num_envs=16, unroll_length=8, batch_size=16, num_minibatches=2, num_updates_per_batch=4,

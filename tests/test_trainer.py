@@ -1,0 +1,75 @@
+"""The training loop: metrics file, checkpoints, exact resume, NaN guard, corrupt checkpoints."""
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from vlmrm_jax.errors import CheckpointError, NonFiniteError
+from vlmrm_jax.rl.ppo import PPO, PPOConfig
+from vlmrm_jax.rl.trainer import read_metrics, train
+
+from toy_envs import make_point_env
+
+CONFIG = PPOConfig(num_envs=8, unroll_length=5, batch_size=8, num_minibatches=2, num_updates_per_batch=2,
+                   learning_rate=1e-3, episode_length=10, policy_hidden_layer_sizes=(16,),
+                   value_hidden_layer_sizes=(16,))
+STEPS = CONFIG.env_steps_per_iteration  # 80
+
+
+@pytest.fixture(scope="module")
+def ppo():
+    return PPO(make_point_env(episode_length=10), CONFIG)
+
+
+def test_resume_continues_exactly(ppo, tmp_path):
+    straight = train(ppo, total_steps=6 * STEPS, run_dir=tmp_path / "a", seed=3, show_progress=False)
+    # A run "killed" after 3 iterations (its last checkpoint), then resumed to the end.
+    train(ppo, total_steps=3 * STEPS, run_dir=tmp_path / "b", seed=3, show_progress=False)
+    resumed = train(ppo, total_steps=6 * STEPS, run_dir=tmp_path / "b", seed=999, resume=True, show_progress=False)
+    assert int(resumed.env_steps) == int(straight.env_steps) == 6 * STEPS
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), straight.params,
+                 resumed.params)
+    records = read_metrics(tmp_path / "b")
+    assert [r["env_steps"] for r in records] == [STEPS * i for i in range(1, 7)]
+    assert {"reward_mean", "steps_per_s", "total_loss"} <= set(records[0])
+
+
+def test_resume_drops_metrics_written_after_last_checkpoint(ppo, tmp_path):
+    train(ppo, total_steps=2 * STEPS, run_dir=tmp_path, show_progress=False)
+    with (tmp_path / "metrics.jsonl").open("a") as f:  # as if killed after an un-checkpointed iteration
+        f.write(json.dumps({"env_steps": 3 * STEPS, "reward_mean": 0.0}) + "\n")
+    train(ppo, total_steps=4 * STEPS, run_dir=tmp_path, resume=True, show_progress=False)
+    assert [r["env_steps"] for r in read_metrics(tmp_path)] == [STEPS * i for i in range(1, 5)]
+
+
+def test_new_run_refuses_existing_checkpoints(ppo, tmp_path):
+    train(ppo, total_steps=STEPS, run_dir=tmp_path, show_progress=False)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(ppo, total_steps=2 * STEPS, run_dir=tmp_path, show_progress=False)
+
+
+def test_resume_without_checkpoint(ppo, tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train(ppo, total_steps=STEPS, run_dir=tmp_path, resume=True, show_progress=False)
+
+
+def test_corrupt_checkpoint(ppo, tmp_path):
+    train(ppo, total_steps=STEPS, run_dir=tmp_path, show_progress=False)
+    ckpt = tmp_path / "checkpoints" / str(STEPS) / "state"
+    for f in ckpt.rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train(ppo, total_steps=2 * STEPS, run_dir=tmp_path, resume=True, show_progress=False)
+
+
+def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
+    # Rewards turn NaN after each env has taken 12 steps: iteration 1 (10 steps per env) is fine, iteration 2 not.
+    ppo = PPO(make_point_env(episode_length=10, nan_after=12), CONFIG)
+    with pytest.raises(NonFiniteError, match="reward_mean"):
+        train(ppo, total_steps=5 * STEPS, run_dir=tmp_path, checkpoint_every_s=0.0, show_progress=False)
+    checkpoints = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert checkpoints == [STEPS]
