@@ -1,0 +1,37 @@
+"""Evaluate a saved VLM-RM run: roll out its policy, re-render a video, print the mean reward and success rates.
+
+    python -m experiments.evaluate --run runs/humanoid
+
+Loads the run's config.json and latest checkpoint, rolls out --episodes full episodes with the deterministic policy,
+writes rollout_eval.mp4 (per-frame VLM reward drawn on it) and eval.json into the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vlmrm_jax.errors import VlmrmError
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="the --out directory of a training run")
+    p.add_argument("--episodes", type=int, default=None, help="episodes to roll out (default: the run's own)")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    from vlmrm_jax.pipeline import evaluate_run
+
+    try:
+        summary = evaluate_run(args.run, episodes=args.episodes, seed=args.seed)
+    except VlmrmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for k, v in summary.items():
+        print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""A VLM-RM run end to end: configuration, assembly of env + renderer + CLIP + reward + PPO, training, evaluation.
+
+The experiment CLIs are thin layers over this module: :class:`RunConfig` says what to run, :func:`build` assembles
+the pieces, :func:`train_run` trains with checkpoints and writes the outputs, :func:`evaluate_run` re-renders and
+scores a saved policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from vlmrm_jax.envs import make_env
+from vlmrm_jax.envs.wrappers import wrap_for_vlm_training
+from vlmrm_jax.errors import ModelNotFoundError, VlmrmError
+from vlmrm_jax.eval.plots import plot_reward_curve
+from vlmrm_jax.eval.rollout import episode_frames, rollout
+from vlmrm_jax.eval.video import caption_frames, write_video
+from vlmrm_jax.models import CLIP
+from vlmrm_jax.render import to_uint8
+from vlmrm_jax.rewards import GoalBaselineReward, check_alpha, check_prompts
+from vlmrm_jax.rl import PPO, PPOConfig, Checkpoints, make_policy_fn, read_metrics, train
+from vlmrm_jax.rl.checkpoint import save_json_atomic
+from vlmrm_jax.rl.trainer import CHECKPOINT_DIR
+
+CONFIG_FILE = "config.json"
+POLICY_DIR = "policy"
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything that defines a VLM-RM training run; saved as ``config.json`` in the run directory.
+
+    Attributes:
+        env: environment name (see :func:`vlmrm_jax.envs.make_env`).
+        prompts: goal prompts (their unit embeddings are averaged into ``g``).
+        baseline_prompts: baseline prompts (averaged into ``b``).
+        alpha: goal-baseline regularisation strength in [0, 1] (0 = cosine similarity).
+        model: CLIP hub id, local directory or shipped model name, as resolved at start.
+        image_size: render size in pixels (square); None = the CLIP's input size.
+        shadows: ray-traced shadows in the rendering.
+        total_steps: env steps to train for.
+        seed: PRNG seed.
+        ppo: PPO hyper-parameters (:class:`vlmrm_jax.rl.PPOConfig` fields).
+        checkpoint_every_s: seconds between checkpoints.
+        eval_episodes: episodes rolled out after training for the success rate and video.
+    """
+
+    prompts: list[str]
+    baseline_prompts: list[str]
+    model: str
+    env: str = "humanoid"
+    alpha: float = 0.0
+    image_size: int | None = None
+    shadows: bool = True
+    total_steps: int = 100_000
+    seed: int = 0
+    ppo: dict[str, Any] = dataclasses.field(default_factory=dict)
+    checkpoint_every_s: float = 300.0
+    eval_episodes: int = 4
+
+    def __post_init__(self):
+        self.prompts = check_prompts(self.prompts, "goal prompt")
+        self.baseline_prompts = check_prompts(self.baseline_prompts, "baseline prompt")
+        self.alpha = check_alpha(self.alpha)
+        for name in ("total_steps", "eval_episodes"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise VlmrmError(f"{name.replace('_', '-')}={getattr(self, name)!r} must be a positive integer")
+        if self.image_size is not None and self.image_size <= 0:
+            raise VlmrmError(f"image-size={self.image_size!r} must be a positive number of pixels")
+        self.ppo_config()  # validates
+
+    def ppo_config(self) -> PPOConfig:
+        """The PPO hyper-parameters as a :class:`PPOConfig` (validated)."""
+        fields = dict(self.ppo)
+        for key in ("policy_hidden_layer_sizes", "value_hidden_layer_sizes"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        return PPOConfig(**fields)
+
+    def save(self, run_dir: Path) -> None:
+        """Writes ``run_dir/config.json`` atomically."""
+        save_json_atomic(Path(run_dir) / CONFIG_FILE, dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunConfig":
+        """Reads ``run_dir/config.json``.
+
+        Raises:
+            VlmrmError: if the file is missing or unreadable.
+        """
+        path = Path(run_dir) / CONFIG_FILE
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise VlmrmError(f"{path} does not exist; pass the --out directory of a training run") from None
+        except (json.JSONDecodeError, TypeError) as e:
+            raise VlmrmError(f"{path} is not a valid run config ({e}); pass the --out directory of a "
+                             f"training run") from None
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """The assembled pieces of a run (see :func:`build`)."""
+
+    config: RunConfig
+    env: Any  # the unbatched env
+    clip: CLIP
+    reward: GoalBaselineReward
+    render_fn: Callable
+    embed_fn: Callable
+    metrics_fn: Callable | None
+    ppo: PPO
+
+
+def build(config: RunConfig) -> Pipeline:
+    """Loads the CLIP, embeds the prompts once, and assembles env, renderer, reward and PPO.
+
+    Raises:
+        VlmrmError: on an unknown env or model, or bad sizes.
+    """
+    env = make_env(config.env)
+    clip = CLIP.load(config.model)
+    reward = GoalBaselineReward.from_embeddings(clip.embed_text(config.prompts),
+                                                clip.embed_text(config.baseline_prompts), config.alpha)
+    size = config.image_size or clip.image_size
+    render_fn = env.make_render_fn(size, size, shadows=config.shadows)
+    embed_fn = lambda images: clip.embed_images(clip.params, images)  # noqa: E731
+    metrics_fn = env.step_metrics_fn() if hasattr(env, "step_metrics_fn") else None
+    ppo_config = config.ppo_config()
+    train_env = wrap_for_vlm_training(env, episode_length=ppo_config.episode_length, render_fn=render_fn,
+                                      embed_fn=embed_fn, reward=reward, metrics_fn=metrics_fn)
+    return Pipeline(config, env, clip, reward, render_fn, embed_fn, metrics_fn, PPO(train_env, ppo_config))
+
+
+def check_run_dir(out: str | Path, resume: bool) -> Path:
+    """Checks, without changing anything, that ``out`` can hold a new run (or holds one to resume).
+
+    Raises:
+        VlmrmError: ``out`` is a file or not writable; it is non-empty without ``resume``; or ``resume`` and it holds
+            no run.
+    """
+    out = Path(out)
+    if resume:
+        if not (out / CONFIG_FILE).exists():
+            raise VlmrmError(f"--resume given but {out} holds no run ({CONFIG_FILE} missing); drop --resume to "
+                             f"start a new run there")
+        return out
+    if out.exists() and not out.is_dir():
+        raise VlmrmError(f"--out {out} is a file; choose a directory")
+    if out.exists() and any(out.iterdir()):
+        raise VlmrmError(f"--out {out} is not empty; pass --resume to continue the run in it, or choose a new "
+                         f"directory")
+    parent = next(p for p in [out, *out.absolute().parents] if p.exists())
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise VlmrmError(f"--out {out} is not writable ({parent} denies writing); choose a directory you can "
+                         f"write to")
+    return out
+
+
+def prepare_run_dir(out: str | Path, resume: bool) -> Path:
+    """:func:`check_run_dir`, then creates ``out``."""
+    out = check_run_dir(out, resume)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VlmrmError(f"--out {out} cannot be created ({e.strerror}); choose a directory you can write to") from None
+    return out
+
+
+def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False, show_progress: bool = True,
+              log: Callable[[str], None] = print) -> dict:
+    """Trains a run and writes everything into ``out``.
+
+    Writes ``config.json``, ``metrics.jsonl`` (one line per PPO iteration), ``checkpoints/`` (orbax, atomic),
+    ``reward_curve.png``, ``policy/`` (the final policy's parameters), ``rollout.mp4`` (an episode of the trained
+    policy with the per-frame VLM reward drawn on it) and ``eval.json`` (see :func:`evaluate_run`).
+
+    Args:
+        config: what to run; ignored with ``resume`` (the run's own ``config.json`` is used).
+        out: the run directory.
+        resume: continue the run in ``out`` from its latest checkpoint.
+
+    Returns:
+        The evaluation summary (as in ``eval.json``).
+
+    Raises:
+        VlmrmError: bad input (see :func:`prepare_run_dir`, :func:`build`), a corrupt checkpoint, or NaN in training.
+    """
+    out = prepare_run_dir(out, resume)
+    if resume:
+        config = RunConfig.load(out)
+        log(f"resuming {out}: model {config.model}, prompts {config.prompts}")
+    pipeline = build(config)
+    config.save(out)
+    state = train(pipeline.ppo, total_steps=config.total_steps, run_dir=out, seed=config.seed, resume=resume,
+                  checkpoint_every_s=config.checkpoint_every_s, show_progress=show_progress,
+                  meta={"config": dataclasses.asdict(config)})
+    Checkpoints(out / POLICY_DIR, max_to_keep=1).save(int(state.env_steps), pipeline.ppo.policy_params(state))
+    records = read_metrics(out)
+    plot_reward_curve(records, out / "reward_curve.png", title=" / ".join(config.prompts),
+                      keys=[k for k in records[-1] if k.startswith("env/success")] if records else ())
+    return evaluate_pipeline(pipeline, state, out, log=log)
+
+
+def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int = 1, video_size: int = 224,
+                      video_name: str = "rollout.mp4", log: Callable[[str], None] = print) -> dict:
+    """Rolls out the deterministic policy for ``eval_episodes`` full episodes, writes the video and ``eval.json``.
+
+    Returns:
+        {"mean_reward", "env_steps", "episodes", and per metric of the env (e.g. pose predicates) the mean fraction of
+        steps where it holds and, as in VLM-RM, the success rate: the fraction of episodes where it holds on at least
+        50% of the steps}.
+    """
+    out = Path(out)
+    config = pipeline.config
+    policy = make_policy_fn(pipeline.ppo, state, deterministic=True)
+    result = rollout(pipeline.env, policy, jax.random.PRNGKey(seed), num_episodes=config.eval_episodes,
+                     episode_length=pipeline.ppo.config.episode_length, render_fn=pipeline.render_fn,
+                     embed_fn=pipeline.embed_fn, reward=pipeline.reward, metrics_fn=pipeline.metrics_fn)
+    rewards = np.asarray(result.rewards)
+    summary = {"env_steps": int(state.env_steps), "episodes": config.eval_episodes,
+               "mean_reward": float(rewards.mean()), "prompts": config.prompts}
+    for name, values in result.step_metrics.items():
+        if name == "vlm_reward":
+            continue
+        holds = np.asarray(values) > 0.5  # [T, B]
+        summary[f"{name}/fraction_of_steps"] = float(holds.mean())
+        summary[f"{name}/success_rate"] = float((holds.mean(axis=0) >= 0.5).mean())
+    video_render = pipeline.env.make_render_fn(video_size, video_size, shadows=config.shadows)
+    frames = to_uint8(episode_frames(video_render, result.states, episode=0))
+    captions = [f"step {t:3d}  VLM reward {r:.4f}" for t, r in enumerate(rewards[:, 0])]
+    write_video(out / video_name, caption_frames(np.asarray(frames), captions))
+    save_json_atomic(out / "eval.json", summary)
+    log(f"evaluation over {config.eval_episodes} episodes: mean VLM reward {summary['mean_reward']:.4f}; "
+        f"video {out / video_name}")
+    return summary
+
+
+def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int = 1,
+                 log: Callable[[str], None] = print) -> dict:
+    """Loads a run's config and latest checkpoint, then evaluates it as :func:`evaluate_pipeline` does.
+
+    Raises:
+        VlmrmError: if ``run_dir`` holds no run or no checkpoint, or the checkpoint is corrupt.
+    """
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir)
+    if episodes is not None:
+        config = dataclasses.replace(config, eval_episodes=episodes)
+    pipeline = build(config)
+    abstract = jax.eval_shape(pipeline.ppo.init, jax.random.PRNGKey(0))
+    state, _ = Checkpoints(run_dir / CHECKPOINT_DIR).restore(abstract)
+    return evaluate_pipeline(pipeline, state, run_dir, seed=seed, video_name="rollout_eval.mp4", log=log)
+
+
+#: The shipped offline model each env falls back to when no hub CLIP is available (see the README).
+DEFAULT_OFFLINE_MODEL = {"humanoid": "humanoid-clip-tiny"}
+
+
+def choose_model(requested: str | None, env: str) -> tuple[str, str]:
+    """Picks the CLIP for a run and says why.
+
+    With ``requested`` (``--model``): a shipped model name is resolved to its directory, anything else is returned as
+    given (:meth:`CLIP.load` validates it). Without: ``openai/clip-vit-base-patch32`` if it is in the local Hugging
+    Face cache or the hub answers (skipped when ``HF_HUB_OFFLINE=1``), else the env's shipped offline model.
+
+    Returns:
+        (hub id, directory or shipped name; a one-line reason).
+
+    Raises:
+        ModelNotFoundError: when nothing is available; the message says what to do.
+    """
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    from vlmrm_jax.models import DEFAULT_CLIP
+    from vlmrm_jax.models.registry import OFFLINE_MODELS, resolve_model
+
+    if requested:
+        if requested in OFFLINE_MODELS:
+            return str(resolve_model(requested)), f"shipped offline model {requested!r}, as given by --model"
+        return requested, "given by --model"
+    if isinstance(try_to_load_from_cache(DEFAULT_CLIP, "config.json"), str):
+        return DEFAULT_CLIP, "found in the local Hugging Face cache"
+    if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False"):
+        try:
+            HfApi().model_info(DEFAULT_CLIP, timeout=5)
+            return DEFAULT_CLIP, "reachable on the Hugging Face hub"
+        except Exception:  # no network, DNS failure, hub error: fall back to the shipped model
+            pass
+    offline = DEFAULT_OFFLINE_MODEL.get(env)
+    if offline is None or offline not in OFFLINE_MODELS:
+        raise ModelNotFoundError(
+            f"no CLIP available for env {env!r}: {DEFAULT_CLIP} is neither in the local Hugging Face cache nor "
+            f"reachable, and no offline model is shipped for this env; pass --model PATH to a local CLIP directory "
+            f"(or copy a Hugging Face cache holding {DEFAULT_CLIP} here and set HF_HUB_OFFLINE=1)")
+    path = resolve_model(offline)  # raises ModelNotFoundError with the fix when the shipped files are missing
+    return str(path), (f"{DEFAULT_CLIP} is not in the local Hugging Face cache and the hub is unreachable; "
+                       f"using the shipped offline model {offline!r}")
+
+
+def device_kind() -> str:
+    """'cpu', 'gpu' or 'tpu': the platform of JAX's default backend."""
+    return jax.default_backend() if jax.default_backend() in ("gpu", "tpu") else "cpu"
