@@ -8,6 +8,7 @@ textured scene of brax's MJCF (checker floor, gradient sky) seen through the pap
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -36,10 +37,21 @@ class Humanoid(_BraxHumanoid):
     def __init__(self, reset_noise_scale: float = 1e-2):
         super().__init__(terminate_when_unhealthy=False, reset_noise_scale=reset_noise_scale, backend="mjx")
 
+    @functools.cached_property
+    def observation_size(self) -> int:
+        """244. Computed by tracing ``reset`` (brax's default runs an un-jitted reset, which takes ~40 s on CPU)."""
+        return jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs.shape[-1]
+
     def step(self, state: State, action: jax.Array) -> State:
-        """One control step (5 physics steps of 3 ms); ``reward`` is 0 and ``done`` is 0."""
+        """One control step (5 physics steps of 3 ms); ``reward`` is 0 and ``done`` is 0.
+
+        Every leaf keeps the dtype *and* strong type it had after ``reset`` (brax's step returns some weakly typed
+        scalars), so a jitted function sees one state structure and compiles once.
+        """
         state = super().step(state, action)
-        return state.replace(reward=jnp.zeros_like(state.reward), done=jnp.zeros_like(state.done))
+        zero = jnp.zeros(state.reward.shape, jnp.float32)
+        metrics = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), state.metrics)
+        return state.replace(reward=zero, done=zero, metrics=metrics)
 
     def make_render_fn(self, width: int, height: int, *, shadows: bool = True,
                        camera=None) -> Callable[[State], jax.Array]:
