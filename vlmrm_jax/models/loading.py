@@ -1,7 +1,8 @@
 """Finds and loads the parts of a CLIP (Flax model, weights, tokenizer, normalisation) by hub id, path or name.
 
 Every failure, whatever transformers or huggingface_hub raise for it (OSError when offline or for a missing file,
-TypeError for a hub id that is only partly cached, ValueError for weights that do not fit the config), becomes one
+TypeError for a hub id that is only partly cached, ValueError for weights that do not fit the config,
+SafetensorError for a truncated file), becomes one
 :class:`~vlmrm_jax.errors.ModelNotFoundError` line: what was tried, why it failed, what to do.
 """
 
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 from flax.traverse_util import flatten_dict
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
+from safetensors import SafetensorError
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPTokenizerFast, FlaxCLIPModel
 from transformers.utils import has_file
 
@@ -158,7 +160,7 @@ def load_components(name_or_path: str, dtype: jnp.dtype = jnp.float32) -> CLIPCo
         image_mean, image_std = _load_normalisation(source, offline, is_local)
     except _Failure as e:
         raise ModelNotFoundError(f"cannot load CLIP {str(name_or_path)!r}: {e}; {_fix(offline)}") from e
-    except (OSError, TypeError, ValueError, KeyError, NotImplementedError) as e:
+    except (OSError, TypeError, ValueError, KeyError, NotImplementedError, SafetensorError) as e:
         if is_local:
             reason = f"{path} holds an unreadable or incompatible model ({_first_line(e)})"
         elif offline:
