@@ -2,8 +2,8 @@
 
 Every failure, whatever transformers or huggingface_hub raise for it (OSError when offline or for a missing file,
 TypeError for a hub id that is only partly cached, ValueError for weights that do not fit the config,
-SafetensorError for a truncated file), becomes one
-:class:`~vlmrm_jax.errors.ModelNotFoundError` line: what was tried, why it failed, what to do.
+SafetensorError for a truncated file), becomes one :class:`~vlmrm_jax.errors.ModelNotFoundError` line: what was
+tried, why it failed, what to do.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 class CLIPComponents(NamedTuple):
     """What :func:`load_components` returns."""
 
-    model: FlaxCLIPModel  # created with _do_init=False: holds config and module, not the weights
+    model: FlaxCLIPModel  # created with _do_init=False: config and module, not the weights
     params: Any  # the weights pytree, on JAX's default device
     tokenizer: CLIPTokenizerFast
     image_mean: tuple[float, float, float]
@@ -111,8 +111,8 @@ def _load_weights(source: str, config: CLIPConfig, dtype: jnp.dtype, offline: bo
         if not safetensors and not _torch_available():
             raise _Failure("it has only PyTorch weights (pytorch_model.bin), and converting them needs torch: "
                            "pip install torch")
-        model = FlaxCLIPModel.from_pretrained(source, from_pt=not safetensors, **kwargs)
-        params = model.params
+        params = FlaxCLIPModel.from_pretrained(source, from_pt=not safetensors, **kwargs).params
+        model = FlaxCLIPModel(config, dtype=dtype, _do_init=False)
     missing = sorted("/".join(k) for k in model.required_params - set(flatten_dict(params)))
     if missing:
         raise _Failure(f"its weights lack {len(missing)} parameters of the model that config.json describes "
@@ -163,10 +163,12 @@ def load_components(name_or_path: str, dtype: jnp.dtype = jnp.float32) -> CLIPCo
     except (OSError, TypeError, ValueError, KeyError, NotImplementedError, SafetensorError) as e:
         if is_local:
             reason = f"{path} holds an unreadable or incompatible model ({_first_line(e)})"
-        elif offline:
+        elif offline and isinstance(e, (OSError, TypeError)):
             reason = ("it is not a local directory, and HF_HUB_OFFLINE is set but the local Hugging Face cache "
                       "does not hold all of its files")
         else:
-            reason = f"it is not a local directory, and the Hugging Face hub could not provide it ({_first_line(e)})"
+            where = "cache" if offline else "hub"
+            reason = (f"it is not a local directory, and loading it from the Hugging Face {where} failed "
+                      f"({_first_line(e)})")
         raise ModelNotFoundError(f"cannot load CLIP {str(name_or_path)!r}: {reason}; {_fix(offline)}") from e
     return CLIPComponents(model, params, tokenizer, image_mean, image_std)
