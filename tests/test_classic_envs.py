@@ -14,7 +14,8 @@ import pytest  # noqa: E402
 from gymnax.environments.classic_control import cartpole as gx_cartpole  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from vlmrm_jax.envs.classic import CartPole, MountainCar, MountainCarState  # noqa: E402
+from vlmrm_jax.envs.classic import (MOUNTAIN_CAR_BASELINE_PROMPT, MOUNTAIN_CAR_PROMPT, CartPole,  # noqa: E402
+                                    MountainCar, MountainCarState)
 from vlmrm_jax.envs.wrappers import STEP_METRICS, wrap_for_vlm_training  # noqa: E402
 from vlmrm_jax.errors import VlmrmError  # noqa: E402
 from vlmrm_jax.render import classic as render  # noqa: E402
@@ -153,23 +154,30 @@ def test_mountain_car_success_stays_set_and_the_car_stays_at_the_flag():
     assert np.all(np.asarray(success) == 1.0)  # ... but the episode stays a success
 
 
-def test_vlm_reward_wrapper_trains_on_a_classic_env():
-    """env + renderer + an image-embedding stand-in + the goal-baseline reward, batched and auto-reset, under jit."""
-    env = CartPole()
-    goal, baseline = jnp.eye(3)[:1], jnp.eye(3)[1:2]  # "red-ish" vs "green-ish" mean colour
-    train_env = wrap_for_vlm_training(env, episode_length=4, render_fn=env.make_render_fn(24, 16),
-                                      embed_fn=lambda frames: frames.mean(axis=(1, 2)),
-                                      reward=GoalBaselineReward.from_embeddings(goal, baseline, 0.5),
-                                      metrics_fn=env.step_metrics_fn())
+def test_clip_reward_on_a_classic_env_under_jit(tiny_clip):
+    """MountainCar (textured) + renderer + the tiny CLIP + the paper's prompts, batched and auto-reset, under jit."""
+    env = MountainCar()
+    reward = GoalBaselineReward.from_embeddings(tiny_clip.embed_text([MOUNTAIN_CAR_PROMPT]),
+                                                tiny_clip.embed_text([MOUNTAIN_CAR_BASELINE_PROMPT]), 0.5)
+    size = tiny_clip.image_size
+    train_env = wrap_for_vlm_training(env, episode_length=4, render_fn=env.make_render_fn(size, size),
+                                      embed_fn=lambda frames: tiny_clip.embed_images(tiny_clip.params, frames),
+                                      reward=reward, metrics_fn=env.step_metrics_fn())
     reset, step = jax.jit(train_env.reset), jax.jit(train_env.step)
     state = reset(jax.random.split(jax.random.PRNGKey(0), 2))
-    first_x = np.asarray(state.pipeline_state.x)
-    for _ in range(4):
+    first_position = np.asarray(state.pipeline_state.position)
+    for _ in range(3):
         state = step(state, jnp.ones((2, 1)))
     assert state.reward.shape == (2,) and np.all(np.isfinite(np.asarray(state.reward)))
     assert set(state.info[STEP_METRICS]) == {"vlm_reward", "success", "true_reward"}
+    # The reward is the CLIP reward of the rendered frame, not the task's reward.
+    frames = jax.vmap(env.make_render_fn(size, size))(state)
+    np.testing.assert_allclose(np.asarray(state.reward), np.asarray(reward(tiny_clip.embed_images(
+        tiny_clip.params, frames))), rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(np.asarray(state.pipeline_state.position), first_position)
+    state = step(state, jnp.ones((2, 1)))
     assert np.all(np.asarray(state.done) == 1.0)  # the episode ended after 4 steps ...
-    np.testing.assert_array_equal(np.asarray(state.pipeline_state.x), first_x)  # ... and the task was reset
+    np.testing.assert_array_equal(np.asarray(state.pipeline_state.position), first_position)  # ... and was reset
 
 
 def test_mountain_car_rejects_an_unknown_look():

@@ -51,10 +51,12 @@ class _ClassicEnv(Env):
 
     @property
     def observation_size(self) -> int:
+        """Length of the observation vector: 4 (CartPole), 2 (MountainCar)."""
         return self._observation_size
 
     @property
     def action_size(self) -> int:
+        """1: one continuous action in [-1, 1]."""
         return 1
 
     def step_metrics_fn(self) -> Callable[[State], dict[str, jax.Array]]:
