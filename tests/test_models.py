@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import unicodedata
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +62,9 @@ def torch_clip(tiny_clip):
     from transformers import CLIPModel
     from transformers.modeling_flax_pytorch_utils import load_flax_weights_in_pytorch_model
 
-    return load_flax_weights_in_pytorch_model(CLIPModel(tiny_clip.model.config), tiny_clip.params).eval()
+    with warnings.catch_warnings():  # torch warns that JAX's read-only arrays are not writable; they are copied
+        warnings.simplefilter("ignore", UserWarning)
+        return load_flax_weights_in_pytorch_model(CLIPModel(tiny_clip.model.config), tiny_clip.params).eval()
 
 
 # --- embeddings against PyTorch ---------------------------------------------------------------------------------
