@@ -62,7 +62,7 @@ def torch_clip(tiny_clip):
     from transformers import CLIPModel
     from transformers.modeling_flax_pytorch_utils import load_flax_weights_in_pytorch_model
 
-    with warnings.catch_warnings():  # torch warns that JAX's read-only arrays are not writable; they are copied
+    with warnings.catch_warnings():  # torch warns that the arrays are read-only; the reference never writes them
         warnings.simplefilter("ignore", UserWarning)
         return load_flax_weights_in_pytorch_model(CLIPModel(tiny_clip.model.config), tiny_clip.params).eval()
 
