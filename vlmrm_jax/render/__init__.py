@@ -1,0 +1,19 @@
+"""Batched ray-cast rendering of MJX scenes in pure JAX: RGB images and geom segmentation, jittable and vmappable.
+
+Built on ``mujoco.mjx.ray`` (one primary ray per pixel) with MuJoCo's look: model colours and textures, lights,
+headlight, shadows, floor reflection and skybox. See :mod:`vlmrm_jax.render.raycast` for the cost model.
+"""
+
+from vlmrm_jax.render.camera import HUMANOID_CAMERA, CameraPose, FixedCamera, FreeCamera, TrackingCamera
+from vlmrm_jax.render.raycast import RenderConfig, Renderer, to_uint8
+
+__all__ = [
+    "HUMANOID_CAMERA",
+    "CameraPose",
+    "FixedCamera",
+    "FreeCamera",
+    "RenderConfig",
+    "Renderer",
+    "TrackingCamera",
+    "to_uint8",
+]

@@ -1,0 +1,263 @@
+"""Batched RGB and segmentation rendering of MJX scenes by ray casting (``mujoco.mjx.ray``), pure JAX.
+
+One primary ray per pixel finds the nearest geom (the segmentation image). Each hit is shaded like MuJoCo's
+renderer (:mod:`vlmrm_jax.render.shading`): per-geom colours and materials, the model's textures sampled with
+mip-mapping (:mod:`vlmrm_jax.render.textures`: checker floor, textured body, gradient skybox for rays that miss),
+analytic surface normals, the model's lights plus the headlight, hard shadows from one extra ray per hit and
+shadow-casting light, and the reflection in the first reflective plane (MuJoCo's ``reflectance``) from one more ray.
+VLM-RM (Rocamonde et al. 2023, section 4.4) found this realism decisive for CLIP rewards (humanoid kneeling: 36%
+success with MuJoCo's default look, 100% with textures and a better camera).
+
+Cost model: each ray is tested against every geom that ``mjx.ray`` supports (plane, sphere, capsule, ellipsoid, box,
+mesh triangles), so one image costs about ``H * W * rays_per_pixel * ngeom`` ray-primitive tests with
+``rays_per_pixel = 1 + shadows * (shadow-casting lights) + reflections`` (3 for brax's humanoid with the defaults),
+plus a few texture gathers per pixel. Cylinders, height fields and SDF geoms are invisible (``mjx.ray`` skips them);
+transparency is ignored (every visible geom is opaque).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from mujoco import mjx
+
+from vlmrm_jax.errors import VlmrmError
+from vlmrm_jax.render.camera import Camera, CameraPose, FixedCamera, FreeCamera, TrackingCamera
+from vlmrm_jax.render.shading import (BOX, MESH, SceneTables, geom_rgb, light_frames, local_normals, shade, sky_rgb,
+                                      texture_rgb, to_light)
+from vlmrm_jax.render.textures import TextureAtlas
+
+#: Secondary rays start this far (m) off the surface, along the normal, so they do not hit their own geom.
+_RAY_OFFSET = 1e-3
+#: Grazing angles are clamped to this cosine when computing a pixel's footprint on a surface.
+_MIN_COS = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderConfig:
+    """What to render and how; static (hashable), one per compiled renderer.
+
+    Scene appearance (colours, materials, textures, lights, headlight, skybox) comes from the MJCF model itself, as
+    in MuJoCo's renderer; these switches only turn effects off or fill in what the model lacks.
+
+    Attributes:
+        width, height: image size (pixels).
+        shadows: ray-traced hard shadows from every light with ``castshadow`` (one extra ray per pixel and light).
+        reflections: the mirror image in the first plane/box whose material has ``reflectance`` > 0 (one extra ray
+            per pixel), as MuJoCo draws it.
+        textures: sample the geoms' material textures (checker floor, textured body); False = flat colours.
+            The skybox is drawn either way.
+        background: RGB in [0, 1] where rays miss and the model has no skybox texture (MuJoCo's is black).
+        geomgroup: which of the 6 geom groups are drawn; MuJoCo's default shows groups 0, 1, 2.
+    """
+
+    width: int
+    height: int
+    shadows: bool = True
+    reflections: bool = True
+    textures: bool = True
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    geomgroup: tuple[bool, ...] = (True, True, True, False, False, False)
+
+    def validate(self) -> None:
+        """Raises VlmrmError on a non-positive size, a background outside [0, 1] or a geomgroup not of length 6."""
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+                raise VlmrmError(f"RenderConfig.{name}={value!r} must be a positive integer number of pixels, "
+                                 "e.g. 224.")
+        if len(self.background) != 3 or not all(0.0 <= c <= 1.0 for c in self.background):
+            raise VlmrmError(f"RenderConfig.background={self.background!r} must be 3 numbers in [0, 1] (RGB).")
+        if len(self.geomgroup) != mujoco.mjNGROUP:
+            raise VlmrmError(f"RenderConfig.geomgroup={self.geomgroup!r} must have {mujoco.mjNGROUP} entries "
+                             "(one per geom group), e.g. (True, True, True, False, False, False).")
+
+
+def _with_materials(model: mjx.Model) -> mjx.Model:
+    """mjx.ray indexes ``mat_rgba`` unconditionally and fails on models without materials; give it one row."""
+    if model.mat_rgba.shape[0]:
+        return model
+    return model.replace(mat_rgba=jnp.ones((1, 4), jnp.float32))
+
+
+def _normalize(v: jax.Array) -> jax.Array:
+    return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _reflect(v: jax.Array, normal: jax.Array) -> jax.Array:
+    return v - 2 * jnp.sum(v * normal, axis=-1, keepdims=True) * normal
+
+
+class Renderer:
+    """Renders one camera's view of an MJX scene; pure functions of (model, data), jittable and vmappable over data.
+
+    Args:
+        mj_model: the MuJoCo model the MJX model was made from (static: geom types, materials, textures, lights,
+            camera/body names).
+        camera: a :class:`TrackingCamera`, :class:`FreeCamera` or :class:`FixedCamera`.
+        config: image size and effect switches.
+
+    Raises:
+        VlmrmError: on an invalid config (size, background, geomgroup) or a camera whose body/camera name is not in
+            the model (the message lists the valid names) or whose distance/fovy is out of range.
+
+    Example::
+
+        renderer = Renderer(env.sys.mj_model, HUMANOID_CAMERA, RenderConfig(224, 224))
+        images = jax.jit(jax.vmap(renderer.render, in_axes=(None, 0)))(env.sys, batch_of_data)  # [B, 224, 224, 3]
+    """
+
+    def __init__(self, mj_model: mujoco.MjModel, camera: Camera, config: RenderConfig):
+        if not isinstance(camera, (TrackingCamera, FreeCamera, FixedCamera)):
+            raise VlmrmError(f"camera={camera!r} must be a TrackingCamera, FreeCamera or FixedCamera "
+                             "from vlmrm_jax.render.")
+        config.validate()
+        camera.validate(mj_model)
+        self.mj_model, self.camera, self.config = mj_model, camera, config
+        self._atlas = TextureAtlas.from_model(mj_model) if mj_model.ntex else None
+        visible = np.asarray(config.geomgroup, bool)[np.clip(mj_model.geom_group, 0, mujoco.mjNGROUP - 1)]
+        self._tables = SceneTables.from_model(mj_model, self._atlas, visible, geom_textures=config.textures)
+        self._geomgroup = tuple(int(g) for g in config.geomgroup)
+        self._shadow_lights = [i for i in range(self._tables.num_lights)
+                               if config.shadows and self._tables.light_castshadow[i]]
+        self._has_mesh = bool(np.any(mj_model.geom_type == MESH))
+
+        # Pixel centres on the image plane at unit distance (OpenGL's symmetric frustum, row 0 at the top).
+        w, h = config.width, config.height
+        tan_half = np.tan(np.deg2rad(camera.fovy_deg(mj_model)) / 2)
+        x = ((np.arange(w) + 0.5) / w * 2 - 1) * tan_half * w / h
+        y = (1 - (np.arange(h) + 0.5) / h * 2) * tan_half
+        xx, yy = np.meshgrid(x, y)
+        self._screen = np.stack([xx.ravel(), yy.ravel()], axis=-1).astype(np.float32)  # [H*W, 2]
+        self._pixel_angle = float(2 * tan_half / h)  # rad per pixel at the image centre
+
+    # ------------------------------------------------------------------ rays
+
+    def _cast(self, model: mjx.Model, data: mjx.Data, origins: jax.Array,
+              directions: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Nearest hit of each ray: distance float32 [N] (-1: none) and geom id int32 [N] (-1: none)."""
+        one_origin = origins.ndim == 1
+
+        def cast(origin, direction):
+            return mjx.ray(model, data, origin, direction, geomgroup=self._geomgroup)
+
+        return jax.vmap(cast, in_axes=(None if one_origin else 0, 0))(origins, directions)
+
+    def _primary(self, model: mjx.Model, data: mjx.Data):
+        pose = self.camera.pose(self.mj_model, data)
+        screen = jnp.asarray(self._screen)
+        directions = _normalize(screen[:, :1] * pose.right + screen[:, 1:] * pose.up + pose.forward)
+        dist, gid = self._cast(model, data, pose.eye, directions)
+        return pose, directions, dist, gid
+
+    def _surface(self, model: mjx.Model, data: mjx.Data, origins: jax.Array, directions: jax.Array,
+                 dist: jax.Array, gid: jax.Array):
+        """Hit points [N, 3], unit normals [N, 3] (world), points in the geom frame [N, 3], clamped geom ids [N]."""
+        g = jnp.maximum(gid, 0)
+        point = origins + dist[:, None] * directions
+        xmat = data.geom_xmat[g]
+        local = jnp.einsum("nji,nj->ni", xmat, point - data.geom_xpos[g])
+        normal = jnp.einsum("nij,nj->ni", xmat, local_normals(jnp.asarray(self._tables.geom_type)[g], local,
+                                                               model.geom_size[g]))
+        if self._has_mesh:  # no analytic normal: face the ray (replaced by screen-space normals for primary rays)
+            is_mesh = (jnp.asarray(self._tables.geom_type)[g] == MESH)[:, None]
+            normal = jnp.where(is_mesh, -directions, normal)
+        return point, normal, local, g
+
+    def _screen_space_normals(self, point: jax.Array, gid: jax.Array, directions: jax.Array) -> jax.Array:
+        """Normals of mesh hits from neighbouring pixels' hit points (float32 [N, 3], facing the camera)."""
+        h, w = self.config.height, self.config.width
+        p, g = point.reshape(h, w, 3), gid.reshape(h, w)
+
+        def difference(axis):
+            fwd = jnp.roll(p, -1, axis) - p
+            bwd = p - jnp.roll(p, 1, axis)
+            same_fwd = (jnp.roll(g, -1, axis) == g)[..., None]
+            return jnp.where(same_fwd, fwd, bwd)
+
+        normal = _normalize(jnp.cross(difference(1), difference(0)).reshape(-1, 3))
+        return jnp.where(jnp.sum(normal * directions, axis=-1, keepdims=True) > 0, -normal, normal)
+
+    # ------------------------------------------------------------------ shading
+
+    def _lit(self, model, data, point, normal, local, g, directions, footprint, rgb_scale, head_dir, shadows):
+        tables = self._tables
+        rgb = geom_rgb(model, tables)[g] * rgb_scale
+        tex = texture_rgb(tables, self._atlas, g, local, footprint)
+        light_pos, light_dir = light_frames(tables, data)
+        to_lights, light_dist = to_light(tables, light_pos, light_dir, point)
+        visibility = jnp.ones(light_dist.shape, jnp.float32)
+        if shadows:
+            origin = point + _RAY_OFFSET * normal
+            for i in self._shadow_lights:
+                dist, gid = self._cast(model, data, origin, to_lights[i])
+                blocked = (gid >= 0) & (dist < light_dist[i])
+                visibility = visibility.at[i].set(jnp.where(blocked, 0.0, 1.0))
+        return shade(tables, g, normal, directions, rgb, tex, to_lights, light_dist, light_dir, visibility,
+                     head_dir)
+
+    def _footprint(self, dist: jax.Array, normal: jax.Array, directions: jax.Array) -> jax.Array:
+        cos = jnp.maximum(jnp.abs(jnp.sum(normal * directions, axis=-1)), _MIN_COS)
+        return dist * self._pixel_angle / cos
+
+    def _reflection(self, model, data, pose: CameraPose, point, normal, dist, gid, directions):
+        """Colour [N, 3] added on the mirror geom: the scene mirrored in it, colours scaled by its reflectance."""
+        tables = self._tables
+        mirror = tables.mirror_geom
+        on_mirror = gid == mirror
+        if tables.geom_type[mirror] == BOX:  # MuJoCo mirrors in the box's +z face only
+            on_mirror &= jnp.sum(normal * data.geom_xmat[mirror][:, 2], axis=-1) > 0.99
+        mirrored = _reflect(directions, normal)
+        origin = point + _RAY_OFFSET * normal
+        dist2, gid2 = self._cast(model, data, origin, mirrored)
+        point2, normal2, local2, g2 = self._surface(model, data, origin, mirrored, dist2, gid2)
+        colour = self._lit(model, data, point2, normal2, local2, g2, mirrored,
+                           self._footprint(dist + dist2, normal2, mirrored), float(tables.reflectance[mirror]),
+                           _reflect(pose.forward, normal), shadows=False)
+        return jnp.where((on_mirror & (gid2 >= 0))[:, None], jnp.clip(colour, 0.0, 1.0), 0.0)
+
+    # ------------------------------------------------------------------ public API
+
+    def render_with_segmentation(self, model: mjx.Model, data: mjx.Data) -> tuple[jax.Array, jax.Array]:
+        """The RGB image and the segmentation from the same primary rays (cheaper than calling both).
+
+        Args:
+            model: the ``mjx.Model`` (e.g. brax's ``env.sys``), passed explicitly so ``jit`` traces it.
+            data: one state's ``mjx.Data`` (e.g. ``state.pipeline_state``); vmap this method over a batch.
+
+        Returns:
+            rgb: float32 [H, W, 3] in [0, 1]; segmentation: int32 [H, W], geom id per pixel, -1 where nothing is hit.
+        """
+        model = _with_materials(model)
+        pose, directions, dist, gid = self._primary(model, data)
+        point, normal, local, g = self._surface(model, data, pose.eye, directions, dist, gid)
+        if self._has_mesh:
+            is_mesh = (jnp.asarray(self._tables.geom_type)[g] == MESH)[:, None]
+            normal = jnp.where(is_mesh, self._screen_space_normals(point, gid, directions), normal)
+        colour = self._lit(model, data, point, normal, local, g, directions,
+                           self._footprint(dist, normal, directions), 1.0, pose.forward, shadows=True)
+        colour = jnp.clip(colour, 0.0, 1.0)
+        if self.config.reflections and self._tables.mirror_geom >= 0:
+            colour += self._reflection(model, data, pose, point, normal, dist, gid, directions)
+        sky = sky_rgb(self._tables, self._atlas, directions, jnp.asarray(self.config.background, jnp.float32))
+        rgb = jnp.clip(jnp.where((gid >= 0)[:, None], colour, sky), 0.0, 1.0)
+        h, w = self.config.height, self.config.width
+        return rgb.reshape(h, w, 3).astype(jnp.float32), gid.reshape(h, w).astype(jnp.int32)
+
+    def render(self, model: mjx.Model, data: mjx.Data) -> jax.Array:
+        """float32 [H, W, 3] in [0, 1]: the scene seen by the camera (see :meth:`render_with_segmentation`)."""
+        return self.render_with_segmentation(model, data)[0]
+
+    def segmentation(self, model: mjx.Model, data: mjx.Data) -> jax.Array:
+        """int32 [H, W]: the geom id seen at each pixel, -1 where the ray hits nothing (primary rays only)."""
+        _, _, _, gid = self._primary(_with_materials(model), data)
+        return gid.reshape(self.config.height, self.config.width).astype(jnp.int32)
+
+
+def to_uint8(images: jax.Array) -> jax.Array:
+    """float images in [0, 1], any shape (e.g. [T, H, W, 3]) -> uint8 in [0, 255] (rounded, clipped), for videos."""
+    return jnp.round(jnp.clip(jnp.asarray(images, jnp.float32), 0.0, 1.0) * 255.0).astype(jnp.uint8)
