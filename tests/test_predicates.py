@@ -178,7 +178,8 @@ def test_thresholds_are_used(mj_model, pose_batch):
     # Feet 1.49 m apart in the straddle: a 1.6 m minimum rejects it, 1.4 m accepts it.
     splits = names.index("splits")
     for minimum, expected in [(1.4, True), (1.6, False)]:
-        holds = evaluate_predicates(mj_model, pose_batch, ["splits"], PoseThresholds(splits_foot_separation_min=minimum))
+        thresholds = PoseThresholds(splits_foot_separation_min=minimum)
+        holds = evaluate_predicates(mj_model, pose_batch, ["splits"], thresholds)
         assert bool(holds["splits"][splits]) == expected
 
 

@@ -59,9 +59,10 @@ class PoseThresholds:
     Attributes:
         floor_penetration_max: how far below the floor the centres of the head, torso, butt, knees and hands may be
             (m). In brax's humanoid only the feet collide with the floor, so the rest of the body can sink through it
-            (a humanoid that falls over ends up hanging head down under the floor, its head at about -1.2); a pose
-            seen partly under the floor is not the pose, so every rule except ``fallen`` requires these centres
-            above ``-floor_penetration_max``. Resting on the floor: lowest centre 0.04 (the hands, lying face down).
+            (with zero actions from reset, the MJX humanoid falls through the floor and hangs head down from its
+            feet, the head at about -1.3 two seconds after reset). A pose seen partly under the floor is not the
+            pose, so every rule except ``fallen`` requires these centres above ``-floor_penetration_max``. Resting
+            on the floor: lowest centre 0.04 (the hands, lying face down).
         upright_tilt_max: largest angle between the torso's z-axis and the vertical for an upright torso (rad;
             0.5 rad = 29 deg). Used by standing, kneeling, sitting and splits.
         standing_head_min: lowest head height for standing (m). Standing: 1.48; widest stance (hips abducted to
@@ -69,8 +70,8 @@ class PoseThresholds:
         knee_floor_max: highest knee point for a knee on the floor (m). Knee on the floor: 0.078; standing: 0.43;
             deep squat: 0.38.
         kneel_foot_behind_min: how far behind its knee (along the pelvis's forward axis) the foot of a kneeling leg
-            must be (m). Kneeling upright and on the heels: 0.35; sitting with legs stretched out
-            (knees also on the floor): -0.35 (foot in front).
+            must be (m). Kneeling upright and on the heels: 0.35; sitting with legs stretched out (knees also on
+            the floor): -0.35 (foot in front).
         kneeling_head_min: lowest head height for kneeling (m). Kneeling on the heels: 0.86; upright: 1.12;
             lying: 0.12 to 0.40.
         seated_butt_max: highest butt centre for sitting on the floor (m). Butt on the floor: 0.09 to 0.13;
@@ -315,7 +316,7 @@ def _splits(f: PoseFeatures, t: PoseThresholds) -> jax.Array:
     """Side splits, approximated: the torso is upright, the butt within splits_butt_max of the floor and the feet at
     least splits_foot_separation_min apart along the pelvis's left-right axis. Full side splits (legs in a line,
     1.7 m apart) are impossible here: hip abduction stops at 25 deg, so standing stances reach 0.82 m; the widest
-    spread, about 1.5 m, is a seated straddle (thighs flexed forward and turned out), which is what this rule accepts."""
+    spread, about 1.5 m, is a seated straddle (thighs flexed forward and turned out): what this rule accepts."""
     low = f.butt_z <= t.splits_butt_max
     return _upright(f, t) & low & (f.foot_separation >= t.splits_foot_separation_min)
 
