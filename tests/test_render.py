@@ -28,12 +28,13 @@ HUMANOID_XML = os.path.join(os.path.dirname(brax.__file__), "envs", "assets", "h
 GL_HELP = ("MuJoCo's native renderer needs a headless OpenGL: `apt-get install -y libegl1 libgl1-mesa-dri` "
            "(MUJOCO_GL=egl, the default here) or `apt-get install -y libosmesa6` with MUJOCO_GL=osmesa")
 
-# Block-stacking-like scene with every geom type mjx.ray supports and no materials (mjx.ray alone fails on those).
+# Block-stacking-like scene: every geom type mjx.ray supports, no materials (mjx.ray alone fails on those), and
+# MuJoCo's default light type, a spot light.
 PRIMITIVES_XML = """
 <mujoco>
   <asset><mesh name="tetra" vertex="0 0 0  .25 0 0  0 .25 0  0 0 .25"/></asset>
   <worldbody>
-    <light directional="true" dir="0 0 -1" pos="0 0 3"/>
+    <light pos="0.5 0.5 2" dir="-0.2 -0.2 -1" cutoff="35" exponent="5"/>
     <geom name="floor" type="plane" size="2 2 .1" rgba=".5 .6 .7 1"/>
     <geom name="box" type="box" size=".1 .15 .2" pos=".4 0 .2" euler="0 0 30" rgba=".8 .2 .2 1"/>
     <geom name="block" type="box" size=".08 .08 .08" pos=".4 0 .48" euler="0 0 10" rgba=".2 .8 .2 1"/>
@@ -163,8 +164,21 @@ def test_rgb_looks_like_mujoco(native, humanoid, humanoid_sys, compiled):
     data = mjx.put_data(humanoid, d)
     error = np.abs(np.asarray(render(humanoid_sys, data)) - reference)
     flat_error = np.abs(np.asarray(flat(humanoid_sys, data)) - reference)
-    assert np.median(error) < 0.01 and error.mean() < 0.05  # measured: 0.0014 and 0.025
+    assert np.median(error) < 0.01 and error.mean() < 0.04  # measured: 0.0014 and 0.025
     assert flat_error.mean() > 4 * error.mean()
+
+
+@pytest.mark.parametrize("azimuth", [135.0, 60.0])
+def test_rgb_matches_mujoco_on_primitives_with_a_spot_light(native, compiled, azimuth):
+    """Flat colours, MuJoCo's default material, a spot light (cone, attenuation), shadows, box/ellipsoid/capsule
+    normals and screen-space mesh normals (the tetrahedron is in view at azimuth 60)."""
+    m = mujoco.MjModel.from_xml_string(PRIMITIVES_XML)
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    camera = FreeCamera((0.0, 0.3, 0.1), 1.5, azimuth, -30.0)
+    ours = np.asarray(compiled(m, camera, RenderConfig(64, 64), "render")(mjx.put_model(m), mjx.put_data(m, d)))
+    error = np.abs(ours - native(m, d, camera, 64, 64).astype(np.float32) / 255)
+    assert np.median(error) < 0.01 and error.mean() < 0.015  # measured: 0.0016 and 0.009 (no shadows: 0.024)
 
 
 def floor_pixels(m, d, camera, width, height):
@@ -258,6 +272,18 @@ def test_shapes_dtypes_and_range_under_jit_and_vmap(humanoid, humanoid_sys):
     np.testing.assert_array_equal(np.asarray(frames), np.round(rgb * 255).astype(np.uint8))
 
 
+def test_supersample_averages_the_finer_grid(humanoid, humanoid_sys):
+    data = mjx.put_data(humanoid, humanoid_pose(humanoid, "fallen"))
+    camera = TrackingCamera("torso", distance=2.0, azimuth=120.0, elevation=-30.0)
+    fine = Renderer(humanoid, camera, RenderConfig(32, 24))
+    coarse = Renderer(humanoid, camera, RenderConfig(16, 12, supersample=2))
+    fine_rgb = np.asarray(jax.jit(fine.render)(humanoid_sys, data))
+    rgb, seg = jax.jit(coarse.render_with_segmentation)(humanoid_sys, data)
+    np.testing.assert_allclose(np.asarray(rgb), fine_rgb.reshape(12, 2, 16, 2, 3).mean(axis=(1, 3)), atol=1e-5)
+    one_ray = Renderer(humanoid, camera, RenderConfig(16, 12))
+    np.testing.assert_array_equal(np.asarray(seg), np.asarray(jax.jit(one_ray.segmentation)(humanoid_sys, data)))
+
+
 def test_unknown_camera_body_and_bad_sizes_raise(humanoid):
     with pytest.raises(VlmrmError, match="'nope'.*'track'"):
         Renderer(humanoid, FixedCamera("nope"), RenderConfig(8, 8))
@@ -267,5 +293,7 @@ def test_unknown_camera_body_and_bad_sizes_raise(humanoid):
         Renderer(humanoid, HUMANOID_CAMERA, RenderConfig(0, 8))
     with pytest.raises(VlmrmError, match="height=-2"):
         Renderer(humanoid, HUMANOID_CAMERA, RenderConfig(8, -2))
+    with pytest.raises(VlmrmError, match="supersample=0"):
+        Renderer(humanoid, HUMANOID_CAMERA, RenderConfig(8, 8, supersample=0))
     with pytest.raises(VlmrmError, match="distance"):
         Renderer(humanoid, FreeCamera((0, 0, 0), 0.0, 0.0, 0.0), RenderConfig(8, 8))

@@ -216,9 +216,9 @@ def texture_rgb(tables: SceneTables, atlas: TextureAtlas | None, gid: jax.Array,
         gid: int32 [N] geom ids (>= 0); local: float32 [N, 3] hit points in the geom frame (m);
         footprint: float32 [N], the pixel's extent on the surface (m), for mip-level selection.
     """
-    kind = jnp.asarray(tables.tex_kind)[gid]
     if atlas is None or not np.any(tables.tex_kind):
         return jnp.ones_like(local)
+    kind = jnp.asarray(tables.tex_kind)[gid]
     scale = jnp.asarray(tables.tex_scale)[gid]
     density = jnp.asarray(tables.tex_density)[gid]
     slot = jnp.asarray(tables.tex_slot)[gid]
