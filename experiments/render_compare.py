@@ -13,11 +13,9 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: a headless GL for the native renderer
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from vlmrm_jax.errors import VlmrmError  # noqa: E402
+from vlmrm_jax.errors import VlmrmError
 
 #: Pose names accepted by :func:`humanoid_pose`.
 POSES = ("standing", "random joints", "fallen")
@@ -109,6 +107,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the random poses")
     p.add_argument("--no-shadows", action="store_true", help="render the JAX row without shadow rays")
     args = p.parse_args(argv)
+    os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported: headless GL for the native renderer
     import imageio.v2 as imageio
 
     try:

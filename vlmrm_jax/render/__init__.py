@@ -2,6 +2,7 @@
 
 Built on ``mujoco.mjx.ray`` (one primary ray per pixel) with MuJoCo's look: model colours and textures, lights,
 headlight, shadows, floor reflection and skybox. See :mod:`vlmrm_jax.render.raycast` for the cost model.
+CartPole's and MountainCar's 2-D renderers are in :mod:`vlmrm_jax.render.classic`.
 """
 
 from vlmrm_jax.render.camera import HUMANOID_CAMERA, CameraPose, FixedCamera, FreeCamera, TrackingCamera
