@@ -16,17 +16,18 @@ def env():
 
 @pytest.fixture(scope="module")
 def rollout_states(env):
-    """A jitted 40-step rollout with strong random actions (enough for the humanoid to fall)."""
+    """A jitted 80-step rollout with strong random actions (enough for the humanoid to fall)."""
 
     @jax.jit
     def run(state, actions):
         def step(state, action):
             state = env.step(state, action)
-            return state, (state.reward, state.done, state.pipeline_state.xpos[1, 2], state.obs)
+            lowest = state.pipeline_state.geom_xpos[1:, 2].min()  # geom 0 is the floor
+            return state, (state.reward, state.done, state.pipeline_state.xpos[1, 2], state.obs, lowest)
 
         return jax.lax.scan(step, state, actions)
 
-    actions = jax.random.uniform(jax.random.PRNGKey(1), (40, env.action_size), minval=-1, maxval=1)
+    actions = jax.random.uniform(jax.random.PRNGKey(1), (80, env.action_size), minval=-1, maxval=1)
     return run(jax.jit(env.reset)(jax.random.PRNGKey(0)), actions)
 
 
@@ -36,18 +37,26 @@ def test_sizes(env):
 
 
 def test_reset_and_step_shapes(env, rollout_states):
-    state, (rewards, dones, torso_z, obs) = rollout_states
+    state, (rewards, dones, torso_z, obs, _) = rollout_states
     assert state.obs.shape == (244,) and state.obs.dtype == jnp.float32
-    assert rewards.shape == (40,) and obs.shape == (40, 244)
+    assert rewards.shape == (80,) and obs.shape == (80, 244)
     assert np.all(np.isfinite(np.asarray(obs)))
 
 
 def test_no_env_reward_and_no_termination(rollout_states):
-    _, (rewards, dones, torso_z, _) = rollout_states
+    _, (rewards, dones, torso_z, _, _) = rollout_states
     np.testing.assert_array_equal(np.asarray(rewards), 0.0)
     np.testing.assert_array_equal(np.asarray(dones), 0.0)
     # brax's humanoid would have terminated below 1.0 m; this one keeps going while the torso drops.
     assert float(torso_z[0]) > 1.2 and float(torso_z.min()) < float(torso_z[0])
+
+
+def test_fallen_body_rests_on_the_floor(rollout_states):
+    """Every body geom collides with the floor: after the fall no geom centre is below it (brax's model lets only
+    the feet touch the floor, so a fallen humanoid sinks head first)."""
+    _, (_, _, torso_z, _, lowest) = rollout_states
+    assert float(torso_z[-1]) < 0.5  # fallen
+    assert float(np.min(lowest)) > 0.0
 
 
 def test_unknown_env():

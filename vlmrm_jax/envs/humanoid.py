@@ -4,22 +4,44 @@ brax's humanoid (the standard Gym/dm_control model: 17 actuators, 0.015 s contro
 no "unhealthy" termination (the paper removes it so that poses such as kneeling or lying are reachable), zero task
 reward (the only reward is the VLM reward added by :class:`vlmrm_jax.envs.wrappers.VLMRewardWrapper`), and the
 textured scene of brax's MJCF (checker floor, gradient sky) seen through the paper's tracking camera.
+
+One change to brax's model: every body geom collides with the floor. brax's humanoid.xml lets only the feet touch
+the floor (it was tuned for running), so a humanoid that kneels, sits or falls sinks through it head first; VLM-RM's
+poses need knees, hips and hands to rest on the ground. Body geoms still do not collide with each other
+(``contype=1, conaffinity=0`` against the floor's ``conaffinity=1``). Measured cost on a 2-core CPU: 6,300 -> 4,100
+physics env-steps/s at 16 envs, negligible next to rendering.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import mujoco
 from brax.envs.base import State
 from brax.envs.humanoid import Humanoid as _BraxHumanoid
+from brax.io import mjcf
 
 #: The paper's episode length for humanoid tasks, in env steps (0.015 s each).
 EPISODE_LENGTH = 100
 #: The paper's baseline prompt for every humanoid task.
 BASELINE_PROMPT = "a humanoid robot"
+
+
+def floor_contacts(mj_model: mujoco.MjModel) -> mujoco.MjModel:
+    """A copy of ``mj_model`` where every geom attached to a body collides with the world's geoms (the floor).
+
+    Sets ``contype=1, conaffinity=0`` on non-world geoms: a pair collides when ``contype_a & conaffinity_b`` or
+    ``contype_b & conaffinity_a``, so body geoms touch the floor (``conaffinity=1``) but not each other.
+    """
+    mj_model = copy.deepcopy(mj_model)
+    body_geoms = mj_model.geom_bodyid != 0
+    mj_model.geom_contype[body_geoms] = 1
+    mj_model.geom_conaffinity[body_geoms] = 0
+    return mj_model
 
 
 class Humanoid(_BraxHumanoid):
@@ -36,6 +58,7 @@ class Humanoid(_BraxHumanoid):
 
     def __init__(self, reset_noise_scale: float = 1e-2):
         super().__init__(terminate_when_unhealthy=False, reset_noise_scale=reset_noise_scale, backend="mjx")
+        self.sys = mjcf.load_model(floor_contacts(self.sys.mj_model)).replace(opt=self.sys.opt)
 
     @functools.cached_property
     def observation_size(self) -> int:

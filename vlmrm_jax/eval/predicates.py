@@ -21,8 +21,9 @@ vertical plane of the thigh; side splits: hip abduction stops at 25 degrees); fo
 is defined instead, as the rules' docstrings say.
 
 In the rules, "the torso is upright" means its z-axis is within ``upright_tilt_max`` of the vertical *and* no part
-of the body is sunk through the floor (``floor_penetration_max``): in brax's humanoid only the feet collide with the
-floor. Predicates are not exclusive: e.g. ``arms_raised`` implies ``standing`` and ``lotus`` implies ``sitting``.
+of the body is sunk through the floor (``floor_penetration_max``): in brax's original humanoid.xml only the feet
+collide with the floor (:class:`vlmrm_jax.envs.humanoid.Humanoid` makes every body geom collide with it, but the rules
+also serve other humanoid models). Predicates are not exclusive: e.g. ``arms_raised`` implies ``standing`` and ``lotus`` implies ``sitting``.
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ class PoseThresholds:
 
     Attributes:
         floor_penetration_max: how far below the floor the centres of the head, torso, butt, knees and hands may be
-            (m). In brax's humanoid only the feet collide with the floor, so the rest of the body can sink through it
-            (with zero actions from reset, the MJX humanoid falls through the floor and hangs head down from its
-            feet, the head at about -1.3 two seconds after reset). A pose seen partly under the floor is not the
+            (m). In brax's original humanoid.xml only the feet collide with the floor, so the rest of the body can
+            sink through it (with zero actions from reset, that MJX humanoid falls through the floor and hangs head
+            down from its feet, the head at about -1.3 two seconds after reset; the project's ``Humanoid`` adds the
+            missing floor contacts). A pose seen partly under the floor is not the
             pose, so every rule except ``fallen`` requires these centres above ``-floor_penetration_max``. Resting
             on the floor: lowest centre 0.04 (the hands, lying face down).
         upright_tilt_max: largest angle between the torso's z-axis and the vertical for an upright torso (rad;
