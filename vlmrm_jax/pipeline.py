@@ -39,6 +39,7 @@ class RunConfig:
 
     Attributes:
         env: environment name (see :func:`vlmrm_jax.envs.make_env`).
+        env_options: keyword options of the env (e.g. ``{"look": "flat"}`` for MountainCar).
         prompts: goal prompts (their unit embeddings are averaged into ``g``).
         baseline_prompts: baseline prompts (averaged into ``b``).
         alpha: goal-baseline regularisation strength in [0, 1] (0 = cosine similarity).
@@ -56,6 +57,7 @@ class RunConfig:
     baseline_prompts: list[str]
     model: str
     env: str = "humanoid"
+    env_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     alpha: float = 0.0
     image_size: int | None = None
     shadows: bool = True
@@ -125,14 +127,14 @@ def build(config: RunConfig) -> Pipeline:
     Raises:
         VlmrmError: on an unknown env or model, or bad sizes.
     """
-    env = make_env(config.env)
+    env = make_env(config.env, **config.env_options)
     clip = CLIP.load(config.model)
     reward = GoalBaselineReward.from_embeddings(clip.embed_text(config.prompts),
                                                 clip.embed_text(config.baseline_prompts), config.alpha)
     size = config.image_size or clip.image_size
     render_fn = env.make_render_fn(size, size, shadows=config.shadows)
     embed_fn = lambda images: clip.embed_images(clip.params, images)  # noqa: E731
-    metrics_fn = env.step_metrics_fn() if hasattr(env, "step_metrics_fn") else None
+    metrics_fn = env.step_metrics_fn()
     ppo_config = config.ppo_config()
     train_env = wrap_for_vlm_training(env, episode_length=ppo_config.episode_length, render_fn=render_fn,
                                       embed_fn=embed_fn, reward=reward, metrics_fn=metrics_fn)
@@ -203,9 +205,9 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
                   checkpoint_every_s=config.checkpoint_every_s, show_progress=show_progress,
                   meta={"config": dataclasses.asdict(config)})
     Checkpoints(out / POLICY_DIR, max_to_keep=1).save(int(state.env_steps), pipeline.ppo.policy_params(state))
-    records = read_metrics(out)
-    plot_reward_curve(records, out / "reward_curve.png", title=" / ".join(config.prompts),
-                      keys=[k for k in records[-1] if k.startswith("env/success")] if records else ())
+    task = pipeline.env.task_metric(config.prompts)
+    plot_reward_curve(read_metrics(out), out / "reward_curve.png", title=" / ".join(config.prompts),
+                      keys=[f"env/{task}"] if task else ())
     return evaluate_pipeline(pipeline, state, out, log=log)
 
 
@@ -214,9 +216,10 @@ def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int =
     """Rolls out the deterministic policy for ``eval_episodes`` full episodes, writes the video and ``eval.json``.
 
     Returns:
-        {"mean_reward", "env_steps", "episodes", and per metric of the env (e.g. pose predicates) the mean fraction of
-        steps where it holds and, as in VLM-RM, the success rate: the fraction of episodes where it holds on at least
-        50% of the steps}.
+        {"env_steps", "episodes", "mean_reward", "prompts", "task" (the env's success criterion for the prompts, or
+        None), "success_rate" (of that task, or None), and per step metric of the env (pose predicates, true task
+        criterion) ``<name>/fraction_of_steps`` and ``<name>/success_rate`` (by the env's ``episode_success``
+        rule; VLM-RM's: the criterion holds on at least 50% of the steps)}.
     """
     out = Path(out)
     config = pipeline.config
@@ -225,20 +228,24 @@ def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int =
                      episode_length=pipeline.ppo.config.episode_length, render_fn=pipeline.render_fn,
                      embed_fn=pipeline.embed_fn, reward=pipeline.reward, metrics_fn=pipeline.metrics_fn)
     rewards = np.asarray(result.rewards)
+    task = pipeline.env.task_metric(config.prompts)
     summary = {"env_steps": int(state.env_steps), "episodes": config.eval_episodes,
-               "mean_reward": float(rewards.mean()), "prompts": config.prompts}
+               "mean_reward": float(rewards.mean()), "prompts": config.prompts, "task": task, "success_rate": None}
     for name, values in result.step_metrics.items():
         if name == "vlm_reward":
             continue
         holds = np.asarray(values) > 0.5  # [T, B]
         summary[f"{name}/fraction_of_steps"] = float(holds.mean())
-        summary[f"{name}/success_rate"] = float((holds.mean(axis=0) >= 0.5).mean())
+        summary[f"{name}/success_rate"] = float(np.mean(pipeline.env.episode_success(holds)))
+    if task is not None:
+        summary["success_rate"] = summary[f"{task}/success_rate"]
     video_render = pipeline.env.make_render_fn(video_size, video_size, shadows=config.shadows)
     frames = to_uint8(episode_frames(video_render, result.states, episode=0))
     captions = [f"step {t:3d}  VLM reward {r:.4f}" for t, r in enumerate(rewards[:, 0])]
     write_video(out / video_name, caption_frames(np.asarray(frames), captions))
     save_json_atomic(out / "eval.json", summary)
-    log(f"evaluation over {config.eval_episodes} episodes: mean VLM reward {summary['mean_reward']:.4f}; "
+    success = f"; success rate ({task}) {summary['success_rate']:.2f}" if task else ""
+    log(f"evaluation over {config.eval_episodes} episodes: mean VLM reward {summary['mean_reward']:.4f}{success}; "
         f"video {out / video_name}")
     return summary
 
@@ -261,18 +268,19 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int 
 
 
 #: The shipped offline model each env falls back to when no hub CLIP is available (see the README).
-DEFAULT_OFFLINE_MODEL = {"humanoid": "humanoid-clip-tiny"}
+DEFAULT_OFFLINE_MODEL = {"humanoid": "humanoid-clip-tiny", "cartpole": "cartpole-clip-tiny",
+                         "mountain_car": "mountain-car-clip-tiny"}
 
 
 def choose_model(requested: str | None, env: str) -> tuple[str, str]:
     """Picks the CLIP for a run and says why.
 
-    With ``requested`` (``--model``): a shipped model name is resolved to its directory, anything else is returned as
-    given (:meth:`CLIP.load` validates it). Without: ``openai/clip-vit-base-patch32`` if it is in the local Hugging
+    With ``requested`` (``--model``): returned as given (:meth:`CLIP.load` validates it and resolves shipped
+    names). Without: ``openai/clip-vit-base-patch32`` if it is in the local Hugging
     Face cache or the hub answers (skipped when ``HF_HUB_OFFLINE=1``), else the env's shipped offline model.
 
     Returns:
-        (hub id, directory or shipped name; a one-line reason).
+        (hub id, directory or shipped name, a one-line reason).
 
     Raises:
         ModelNotFoundError: when nothing is available; the message says what to do.
@@ -283,8 +291,6 @@ def choose_model(requested: str | None, env: str) -> tuple[str, str]:
     from vlmrm_jax.models.registry import OFFLINE_MODELS, resolve_model
 
     if requested:
-        if requested in OFFLINE_MODELS:
-            return str(resolve_model(requested)), f"shipped offline model {requested!r}, as given by --model"
         return requested, "given by --model"
     if isinstance(try_to_load_from_cache(DEFAULT_CLIP, "config.json"), str):
         return DEFAULT_CLIP, "found in the local Hugging Face cache"
@@ -300,8 +306,8 @@ def choose_model(requested: str | None, env: str) -> tuple[str, str]:
             f"no CLIP available for env {env!r}: {DEFAULT_CLIP} is neither in the local Hugging Face cache nor "
             f"reachable, and no offline model is shipped for this env; pass --model PATH to a local CLIP directory "
             f"(or copy a Hugging Face cache holding {DEFAULT_CLIP} here and set HF_HUB_OFFLINE=1)")
-    path = resolve_model(offline)  # raises ModelNotFoundError with the fix when the shipped files are missing
-    return str(path), (f"{DEFAULT_CLIP} is not in the local Hugging Face cache and the hub is unreachable; "
+    resolve_model(offline)  # raises ModelNotFoundError with the fix when the shipped files are missing
+    return offline, (f"{DEFAULT_CLIP} is not in the local Hugging Face cache and the hub is unreachable; "
                        f"using the shipped offline model {offline!r}")
 
 

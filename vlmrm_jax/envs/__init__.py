@@ -1,8 +1,12 @@
 """Environments: a registry of names to constructors, and the VLM reward wrapper.
 
-Each env is a ``brax.envs.base.Env`` with ``make_render_fn(width, height, shadows=...)`` returning a jittable
-``State -> float32 [H, W, 3]`` renderer, and optionally ``step_metrics_fn()`` returning ``State -> dict`` of
-ground-truth per-step values (e.g. pose predicates) logged next to the VLM reward.
+Each env is a ``brax.envs.base.Env`` with
+
+* ``make_render_fn(width, height, *, shadows)``: a jittable ``State -> float32 [H, W, 3]`` renderer of ONE state;
+* ``step_metrics_fn()``: ``State -> {name: float32 []}``, ground-truth per-step values (pose predicates, the true
+  task criterion) logged next to the VLM reward;
+* ``task_metric(prompts) -> str | None``: which of those values is the success criterion of the prompted task;
+* ``episode_success(holds)``: bool [T, B] -> bool [B], the episode-level success rule for that criterion.
 """
 
 from __future__ import annotations
@@ -20,19 +24,35 @@ def _humanoid(**kwargs) -> Env:
     return Humanoid(**kwargs)
 
 
-#: Environment name -> constructor.
-ENVIRONMENTS: dict[str, Callable[..., Env]] = {"humanoid": _humanoid}
+def _cartpole(**kwargs) -> Env:
+    from vlmrm_jax.envs.classic import CartPole
+
+    return CartPole(**kwargs)
+
+
+def _mountain_car(**kwargs) -> Env:
+    from vlmrm_jax.envs.classic import MountainCar
+
+    return MountainCar(**kwargs)
+
+
+#: Environment name -> constructor (keyword options: MountainCar's ``look``).
+ENVIRONMENTS: dict[str, Callable[..., Env]] = {"humanoid": _humanoid, "cartpole": _cartpole,
+                                               "mountain_car": _mountain_car}
 
 
 def make_env(name: str, **kwargs) -> Env:
-    """Builds the environment registered as ``name``.
+    """Builds the environment registered as ``name`` with keyword options ``kwargs`` (e.g. ``look="flat"``).
 
     Raises:
-        VlmrmError: if ``name`` is not registered (the message lists the known names).
+        VlmrmError: if ``name`` is not registered (the message lists the known names), or on a bad option.
     """
     if name not in ENVIRONMENTS:
         raise VlmrmError(f"unknown environment {name!r}; choose one of {', '.join(sorted(ENVIRONMENTS))}")
-    return ENVIRONMENTS[name](**kwargs)
+    try:
+        return ENVIRONMENTS[name](**kwargs)
+    except TypeError as e:
+        raise VlmrmError(f"bad option for environment {name!r}: {e}") from None
 
 
 __all__ = ["ENVIRONMENTS", "make_env"]

@@ -17,7 +17,7 @@ holds the true success criterion (``success``) and the true reward (``true_rewar
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,7 @@ from gymnax.environments.classic_control import cartpole as gx_cartpole
 from gymnax.environments.classic_control import continuous_mountain_car as gx_mountain_car
 
 from vlmrm_jax.errors import VlmrmError
+from vlmrm_jax.eval.success import episode_success, reached_at_any_step
 from vlmrm_jax.render.classic import MOUNTAIN_CAR_LOOKS, make_cartpole_renderer, make_mountain_car_renderer
 
 #: The authors' episode length for CartPole and MountainCar (configs/cartpole.yaml, configs/mountain_car.yaml), in
@@ -62,6 +63,15 @@ class _ClassicEnv(Env):
     def step_metrics_fn(self) -> Callable[[State], dict[str, jax.Array]]:
         """``State -> {"success", "true_reward"}`` (float32 [] each) for ONE state, logged next to the VLM reward."""
         return lambda state: {"success": state.metrics["success"], "true_reward": state.metrics["true_reward"]}
+
+    def task_metric(self, prompts: Sequence[str]) -> str:
+        """"success": the true task criterion, whatever the prompts."""
+        del prompts
+        return "success"
+
+    def episode_success(self, holds: jax.Array) -> jax.Array:
+        """VLM-RM's criterion: the task criterion holds on at least 50% of the steps; bool [T, B] -> bool [B]."""
+        return episode_success(holds)
 
     def _state(self, env_state, obs: jax.Array, reward: jax.Array, success: jax.Array,
                info: dict | None = None) -> State:
@@ -196,6 +206,10 @@ class MountainCar(_ClassicEnv):
         position = jnp.where(reached_flag, jnp.minimum(position, p.goal_position), position)
         env_state = MountainCarState(position=position, velocity=velocity, time=s.time + 1, reached_flag=reached_flag)
         return self._state(env_state, self._gymnax.get_obs(env_state), reward, reached_flag, state.info)
+
+    def episode_success(self, holds: jax.Array) -> jax.Array:
+        """The car reached the flag at some step (``metrics["success"]`` latches); bool [T, B] -> bool [B]."""
+        return reached_at_any_step(holds)
 
     def make_render_fn(self, width: int, height: int, *, shadows: bool = False,
                        supersample: int = 2) -> Callable[[State], jax.Array]:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Callable
+import warnings
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -57,8 +58,10 @@ class Humanoid(_BraxHumanoid):
     """
 
     def __init__(self, reset_noise_scale: float = 1e-2):
-        super().__init__(terminate_when_unhealthy=False, reset_noise_scale=reset_noise_scale, backend="mjx")
-        self.sys = mjcf.load_model(floor_contacts(self.sys.mj_model)).replace(opt=self.sys.opt)
+        with warnings.catch_warnings():  # brax's notice that its System is unmaintained: we only use its MJX path
+            warnings.filterwarnings("ignore", message="Brax System", category=UserWarning)
+            super().__init__(terminate_when_unhealthy=False, reset_noise_scale=reset_noise_scale, backend="mjx")
+            self.sys = mjcf.load_model(floor_contacts(self.sys.mj_model)).replace(opt=self.sys.opt)
 
     @functools.cached_property
     def observation_size(self) -> int:
@@ -98,3 +101,29 @@ class Humanoid(_BraxHumanoid):
                             RenderConfig(width=width, height=height, shadows=shadows))
         sys = self.sys
         return lambda state: renderer.render(sys, state.pipeline_state)
+
+    def step_metrics_fn(self) -> Callable[[State], dict[str, jax.Array]]:
+        """Ground-truth pose predicates, logged next to the VLM reward (see :mod:`vlmrm_jax.eval.predicates`).
+
+        Returns:
+            ``metrics(state) -> {task: float32 []}`` for ONE state: 1.0 where the pose of the task (every key of
+            :data:`~vlmrm_jax.eval.predicates.PREDICATES`: "kneeling", "lotus", ..., "fallen") holds, else 0.0.
+        """
+        from vlmrm_jax.eval.predicates import evaluate_predicates
+
+        sys = self.sys
+        return lambda state: {task: holds.astype(jnp.float32)
+                              for task, holds in evaluate_predicates(sys, state.pipeline_state).items()}
+
+    def task_metric(self, prompts: Sequence[str]) -> str | None:
+        """The step metric that says whether the prompted pose holds: the task of the first of ``prompts`` that is
+        one of the paper's eight goal prompts (e.g. "a humanoid robot kneeling" -> "kneeling"), else None."""
+        from vlmrm_jax.eval.predicates import task_for_prompt
+
+        return next((task for task in map(task_for_prompt, prompts) if task is not None), None)
+
+    def episode_success(self, holds: jax.Array) -> jax.Array:
+        """VLM-RM's criterion: the pose holds on at least 50% of the steps; bool [T, B] -> bool [B]."""
+        from vlmrm_jax.eval.success import episode_success
+
+        return episode_success(holds)
