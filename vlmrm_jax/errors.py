@@ -20,3 +20,7 @@ class CheckpointError(VlmrmError):
 
 class NonFiniteError(VlmrmError):
     """Training produced NaN or Inf (in rewards, losses or parameters); the run stops without saving them."""
+
+
+class DatasetError(VlmrmError):
+    """A captioned-frame dataset directory is missing, empty, corrupt, or does not fit the model or environment."""

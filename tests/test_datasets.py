@@ -1,0 +1,221 @@
+"""Captioned-frame datasets: caption vocabularies, the on-disk format and its errors, and the env caption sources."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import mujoco
+import numpy as np
+import pytest
+from mujoco import mjx
+from vlm_toy_data import TOY_CAPTIONS, ToySource
+
+from vlmrm_jax.datasets import CaptionSet, Concept, load_dataset, make_source, unknown_prompts, write_dataset
+from vlmrm_jax.datasets.classic import cartpole_labels, mountain_car_labels
+from vlmrm_jax.errors import DatasetError, VlmrmError
+
+# --- caption vocabularies ---
+
+
+def test_caption_labels_expand_concepts_to_every_phrasing():
+    labels = np.array([[True, False, True], [False, True, True]])
+    expanded = TOY_CAPTIONS.caption_labels(labels)
+    assert TOY_CAPTIONS.captions == ["a red square", "a square that is red", "a blue square", "a square that is blue",
+                                     "a square on grey"]
+    np.testing.assert_array_equal(expanded, [[1, 1, 0, 0, 1], [0, 0, 1, 1, 1]])
+    assert TOY_CAPTIONS.goal_prompts == {"red": "a red square", "blue": "a blue square"}
+    assert TOY_CAPTIONS.baseline_prompt == "a square on grey"
+    assert CaptionSet.from_json(json.loads(json.dumps(TOY_CAPTIONS.to_json()))) == TOY_CAPTIONS
+
+
+def test_caption_set_rejects_inconsistent_vocabularies():
+    with pytest.raises(VlmrmError, match="baseline concept 'nope'"):
+        CaptionSet((Concept("a", ("x",)),), baseline="nope")
+    with pytest.raises(VlmrmError, match="caption 'x' belongs to two concepts"):
+        CaptionSet((Concept("a", ("x",)), Concept("b", ("x",))), baseline="a")
+    with pytest.raises(VlmrmError, match="prompt 'y' is not among its captions"):
+        Concept("a", ("x",), prompt="y")
+    with pytest.raises(VlmrmError, match="unknown concept 'z'"):
+        TOY_CAPTIONS.concept("z")
+
+
+def test_unknown_prompts_ignore_case_spaces_and_full_stop():
+    assert unknown_prompts(TOY_CAPTIONS, ["A red  square.", "a green square", "a square on grey"]) == [
+        "a green square"]
+
+
+def test_every_paper_prompt_is_a_caption():
+    from vlmrm_jax.datasets.classic import CARTPOLE_CAPTIONS, MOUNTAIN_CAR_CAPTIONS
+    from vlmrm_jax.datasets.humanoid import HUMANOID_CAPTIONS
+    from vlmrm_jax.envs.classic import CARTPOLE_BASELINE_PROMPT, CARTPOLE_PROMPT, MOUNTAIN_CAR_BASELINE_PROMPT
+    from vlmrm_jax.envs.classic import MOUNTAIN_CAR_PROMPT
+    from vlmrm_jax.eval.predicates import PROMPT_TO_TASK
+
+    assert HUMANOID_CAPTIONS.goal_prompts == {task: prompt for prompt, task in PROMPT_TO_TASK.items()}
+    assert HUMANOID_CAPTIONS.baseline_prompt == "a humanoid robot"
+    assert CARTPOLE_CAPTIONS.goal_prompts == {"upright": CARTPOLE_PROMPT}
+    assert CARTPOLE_CAPTIONS.baseline_prompt == CARTPOLE_BASELINE_PROMPT
+    assert MOUNTAIN_CAR_CAPTIONS.goal_prompts == {"at_flag": MOUNTAIN_CAR_PROMPT}
+    assert MOUNTAIN_CAR_CAPTIONS.baseline_prompt == MOUNTAIN_CAR_BASELINE_PROMPT
+
+
+# --- on-disk format ---
+
+
+@pytest.fixture()
+def toy_dataset(tmp_path):
+    source = ToySource()
+    return write_dataset(tmp_path / "toy", source, source.generate(20, seed=3, chunk_size=8), seed=3)
+
+
+def test_dataset_round_trip(toy_dataset):
+    data = load_dataset(toy_dataset)
+    batches = list(ToySource().generate(20, seed=3, chunk_size=8))
+    np.testing.assert_array_equal(data.images, np.concatenate([b.images for b in batches]))
+    np.testing.assert_array_equal(data.labels, np.concatenate([b.labels for b in batches]))
+    np.testing.assert_array_equal(data.states, np.concatenate([b.states for b in batches]))
+    assert len(data) == 20 and data.env == "toy" and data.captions == TOY_CAPTIONS
+    assert data.positive_counts() == {k: int(n) for k, n in zip(TOY_CAPTIONS.keys, data.labels.sum(0))}
+    assert data.manifest["num_frames"] == 20 and len(data.manifest["shards"]) == 3
+    assert data.positive_counts()["shape"] == 20
+
+
+def test_write_refuses_a_non_empty_directory_unless_overwrite(toy_dataset):
+    source = ToySource()
+    with pytest.raises(DatasetError, match="not empty; pass --overwrite"):
+        write_dataset(toy_dataset, source, source.generate(4, seed=0), seed=0)
+    write_dataset(toy_dataset, source, source.generate(4, seed=0), seed=0, overwrite=True)
+    assert len(load_dataset(toy_dataset)) == 4
+    assert [p.name for p in toy_dataset.parent.iterdir()] == ["toy"]  # no temporary directories left behind
+
+
+def test_write_with_no_frames_leaves_nothing(tmp_path):
+    with pytest.raises(DatasetError, match="no frames were generated"):
+        write_dataset(tmp_path / "none", ToySource(), iter([]), seed=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "manifest.json").unlink(), "has no manifest.json"),
+    (lambda d: (d / "manifest.json").write_text("{not json"), "manifest.json is not valid JSON"),
+    (lambda d: (d / "images-00001.npy").unlink(), "images-00001.npy is missing"),
+    (lambda d: (d / "labels.npy").write_bytes((d / "labels.npy").read_bytes()[:-3]), "labels.npy does not match"),
+    (lambda d: (d / "captions.json").write_text("{}"), "captions.json does not match"),
+])
+def test_corrupt_datasets_give_one_line_errors(toy_dataset, damage, message):
+    damage(toy_dataset)
+    with pytest.raises(DatasetError, match=message) as info:
+        load_dataset(toy_dataset)
+    assert "\n" not in str(info.value) and str(toy_dataset) in str(info.value)
+
+
+def test_truncated_shard_is_caught_without_checksums(toy_dataset):
+    shard = toy_dataset / "images-00000.npy"
+    shard.write_bytes(shard.read_bytes()[:200])
+    with pytest.raises(DatasetError, match="images-00000.npy is unreadable|images-00000.npy holds"):
+        load_dataset(toy_dataset, verify=False)
+
+
+def test_missing_and_empty_dataset_directories(tmp_path):
+    with pytest.raises(DatasetError, match="no dataset at"):
+        load_dataset(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="is empty"):
+        load_dataset(tmp_path / "empty")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DatasetError, match="is a file"):
+        load_dataset(tmp_path / "file")
+
+
+def test_unknown_environment():
+    with pytest.raises(VlmrmError, match="unknown environment 'pong'.*cartpole, humanoid, mountain_car"):
+        make_source("pong")
+
+
+# --- classic sources ---
+
+
+def test_cartpole_labels_follow_the_state():
+    x = np.array([0.0, 0.0, 0.0, 0.0, -1.0, 1.5, -2.0])
+    theta = np.radians([5.0, -30.0, 30.0, 170.0, -11.0, 90.0, 0.0])
+    labels = cartpole_labels(x, theta)
+    keys = ["upright", "leaning_left", "leaning_right", "fallen", "cart_left", "cart_right", "cart_centre",
+            "cartpole"]
+    expected = {0: {"upright", "cart_centre"}, 1: {"leaning_left", "cart_centre"},
+                2: {"leaning_right", "cart_centre"}, 3: {"fallen", "cart_centre"}, 4: {"upright", "cart_left"},
+                5: {"fallen", "cart_right"}, 6: {"upright", "cart_left"}}
+    for i, names in expected.items():
+        assert {k for k, v in zip(keys, labels[i]) if v} == names | {"cartpole"}, i
+
+
+def test_mountain_car_labels_follow_the_position():
+    labels = mountain_car_labels(np.array([0.45, -0.52, -1.1, 0.0, -0.8]))
+    keys = ["at_flag", "valley", "left_hill", "right_slope", "mountain_car"]
+    got = [{k for k, v in zip(keys, row) if v} - {"mountain_car"} for row in labels]
+    assert got == [{"at_flag"}, {"valley"}, {"left_hill"}, {"right_slope"}, set()]
+
+
+def test_classic_sources_render_deterministic_labelled_frames():
+    cart = make_source("cartpole", image_size=32)
+    first, again = next(cart.generate(6, seed=1)), next(cart.generate(6, seed=1))
+    np.testing.assert_array_equal(first.images, again.images)
+    assert first.images.shape == (6, 32, 32, 3) and first.images.dtype == np.uint8
+    np.testing.assert_array_equal(first.labels, cartpole_labels(first.states[:, 0], first.states[:, 1]))
+    car = make_source("mountain_car", image_size=32)
+    batch = next(car.generate(8, seed=0))
+    np.testing.assert_array_equal(batch.labels, mountain_car_labels(batch.states[:, 0]))
+    looks = batch.states[:, 1].astype(int)
+    assert set(looks) == {0, 1}  # both looks drawn
+    flat_mean = batch.images[looks == 0].mean()
+    assert flat_mean > batch.images[looks == 1].mean() + 40  # the flat look is mostly white
+
+
+# --- humanoid source ---
+
+
+@pytest.fixture(scope="module")
+def humanoid_frames():
+    source = make_source("humanoid", image_size=32, settle_steps=2, rollout_length=3)
+    return source, next(source.generate(8, seed=5, chunk_size=8))
+
+
+def test_humanoid_frames_are_labelled_by_the_predicates_of_their_settled_state(humanoid_frames):
+    from vlmrm_jax.eval.predicates import evaluate_predicates
+
+    source, batch = humanoid_frames
+    assert batch.images.shape == (8, 32, 32, 3) and batch.images.dtype == np.uint8
+    assert batch.states.shape == (8, 24) and batch.labels.shape == (8, len(source.captions.concepts))
+    model = source._mj_model
+
+    def kinematics(qpos):
+        return mjx.kinematics(mjx.put_model(model), mjx.make_data(model).replace(qpos=qpos))
+
+    data = jax.vmap(kinematics)(batch.states)
+    holds = evaluate_predicates(model, data)
+    for c, key in enumerate(source.captions.keys):
+        expected = np.ones(8, bool) if key == "humanoid" else np.asarray(holds[key])
+        np.testing.assert_array_equal(batch.labels[:, c], expected, err_msg=key)
+    assert batch.images.std(axis=(1, 2, 3)).min() > 5  # a scene, not a blank frame
+    assert source.sample_states(8, seed=5)[2].tolist() == batch.modes.tolist()
+
+
+def test_humanoid_reference_poses_are_within_limits_and_on_the_floor(humanoid_frames):
+    source, _ = humanoid_frames
+    rng = np.random.default_rng(0)
+    model = source._mj_model
+    for mode in ("reference", "mixed", "random"):
+        for _ in range(5):
+            qpos = source.sample_pose(mode, rng)
+            data = mujoco.MjData(model)
+            data.qpos[:] = qpos
+            mujoco.mj_kinematics(model, data)
+            assert np.linalg.norm(qpos[3:7]) == pytest.approx(1.0)
+            hinge = np.rad2deg(qpos[7:])
+            ranges = np.rad2deg(model.jnt_range[1:])
+            assert np.all(hinge >= ranges[:, 0] - 1e-6) and np.all(hinge <= ranges[:, 1] + 1e-6)
+            # the lowest body point touches the floor unless the pose was dropped (root raised by at most max_drop)
+            lowest = min(data.geom_xpos[g, 2] - model.geom_rbound[g] for g in range(1, model.ngeom))
+            assert -0.25 < lowest < source.max_drop + 0.01
+    with pytest.raises(VlmrmError, match="unknown pose mode"):
+        source.sample_pose("rollout", rng)
