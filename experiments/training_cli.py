@@ -75,6 +75,7 @@ def parse_args(task: Task, argv=None) -> argparse.Namespace:
     p.add_argument("--episode-length", type=int, default=task.episode_length,
                    help=f"env steps per episode (default {task.episode_length})")
     p.add_argument("--eval-episodes", type=int, default=4, help="episodes rolled out after training")
+    p.add_argument("--video-size", type=int, default=224, metavar="PX", help="rollout video frame size (default 224)")
     p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS")
     if task.add_env_arguments is not None:
         task.add_env_arguments(p.add_argument_group("environment"))
@@ -111,7 +112,8 @@ def make_config(task: Task, args: argparse.Namespace, log: Callable[[str], None]
         prompts=args.prompts or [task.prompt], baseline_prompts=args.baseline_prompts or [task.baseline_prompt],
         alpha=args.alpha, model="", image_size=args.image_size, shadows=not args.no_shadows,
         total_steps=args.total_steps if args.total_steps is not None else preset["total_steps"], seed=args.seed,
-        ppo=ppo, checkpoint_every_s=args.checkpoint_every, eval_episodes=args.eval_episodes)
+        ppo=ppo, checkpoint_every_s=args.checkpoint_every, eval_episodes=args.eval_episodes,
+        video_size=args.video_size)
     check_run_dir(args.out, resume=False)
     model, why = choose_model(args.model, env=task.env)
     config = dataclasses.replace(config, model=model)

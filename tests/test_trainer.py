@@ -73,3 +73,18 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
         train(ppo, total_steps=5 * STEPS, run_dir=tmp_path, checkpoint_every_s=0.0, show_progress=False)
     checkpoints = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert checkpoints == [STEPS]
+
+
+def test_checkpoint_round_trips_zero_size_arrays(tmp_path):
+    """orbax refuses zero-size arrays; an MJX state holds some (``act``), so Checkpoints must still save it."""
+    import jax.numpy as jnp
+
+    from vlmrm_jax.rl.checkpoint import Checkpoints
+
+    tree = {"a": jnp.arange(3.0), "empty": jnp.zeros((2, 0), jnp.int32), "b": {"c": jnp.ones(2)}}
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save(5, tree, {"note": "x"})
+    state, meta = checkpoints.restore(jax.eval_shape(lambda: tree))
+    assert meta == {"note": "x"} and jax.tree.structure(state) == jax.tree.structure(tree)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b) or (a.dtype == b.dtype) or pytest.fail(), state,
+                 tree)

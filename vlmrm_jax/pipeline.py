@@ -51,6 +51,7 @@ class RunConfig:
         ppo: PPO hyper-parameters (:class:`vlmrm_jax.rl.PPOConfig` fields).
         checkpoint_every_s: seconds between checkpoints.
         eval_episodes: episodes rolled out after training for the success rate and video.
+        video_size: side of the rollout video's frames in pixels (rendered apart from the CLIP's frames).
     """
 
     prompts: list[str]
@@ -66,12 +67,13 @@ class RunConfig:
     ppo: dict[str, Any] = dataclasses.field(default_factory=dict)
     checkpoint_every_s: float = 300.0
     eval_episodes: int = 4
+    video_size: int = 224
 
     def __post_init__(self):
         self.prompts = check_prompts(self.prompts, "goal prompt")
         self.baseline_prompts = check_prompts(self.baseline_prompts, "baseline prompt")
         self.alpha = check_alpha(self.alpha)
-        for name in ("total_steps", "eval_episodes"):
+        for name in ("total_steps", "eval_episodes", "video_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 raise VlmrmError(f"{name.replace('_', '-')}={getattr(self, name)!r} must be a positive integer")
         if self.image_size is not None and self.image_size <= 0:
@@ -204,14 +206,16 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
     state = train(pipeline.ppo, total_steps=config.total_steps, run_dir=out, seed=config.seed, resume=resume,
                   checkpoint_every_s=config.checkpoint_every_s, show_progress=show_progress,
                   meta={"config": dataclasses.asdict(config)})
-    Checkpoints(out / POLICY_DIR, max_to_keep=1).save(int(state.env_steps), pipeline.ppo.policy_params(state))
+    policy = Checkpoints(out / POLICY_DIR, max_to_keep=1)
+    if policy.latest_step() != int(state.env_steps):  # a resumed finished run has saved this policy already
+        policy.save(int(state.env_steps), pipeline.ppo.policy_params(state))
     task = pipeline.env.task_metric(config.prompts)
     plot_reward_curve(read_metrics(out), out / "reward_curve.png", title=" / ".join(config.prompts),
                       keys=[f"env/{task}"] if task else ())
     return evaluate_pipeline(pipeline, state, out, log=log)
 
 
-def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int = 1, video_size: int = 224,
+def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int = 1,
                       video_name: str = "rollout.mp4", log: Callable[[str], None] = print) -> dict:
     """Rolls out the deterministic policy for ``eval_episodes`` full episodes, writes the video and ``eval.json``.
 
@@ -239,7 +243,7 @@ def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int =
         summary[f"{name}/success_rate"] = float(np.mean(pipeline.env.episode_success(holds)))
     if task is not None:
         summary["success_rate"] = summary[f"{task}/success_rate"]
-    video_render = pipeline.env.make_render_fn(video_size, video_size, shadows=config.shadows)
+    video_render = pipeline.env.make_render_fn(config.video_size, config.video_size, shadows=config.shadows)
     frames = to_uint8(episode_frames(video_render, result.states, episode=0))
     captions = [f"step {t:3d}  VLM reward {r:.4f}" for t, r in enumerate(rewards[:, 0])]
     write_video(out / video_name, caption_frames(np.asarray(frames), captions))

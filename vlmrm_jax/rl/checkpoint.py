@@ -2,6 +2,10 @@
 
 orbax writes each checkpoint into a temporary directory and renames it when complete, so a run killed while saving
 leaves the previous checkpoint intact; :meth:`Checkpoints.restore` only ever sees finished ones.
+
+orbax refuses zero-size arrays (an MJX state holds some, e.g. ``act`` of a model without actuator activations), so
+they are left out of the saved tree and rebuilt, as zeros of their shape and dtype, from the abstract state on
+restore.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from vlmrm_jax.errors import CheckpointError
@@ -37,7 +42,7 @@ class Checkpoints:
         """Saves ``state`` (a pytree of arrays) and JSON-serialisable ``meta`` as checkpoint ``step``; blocks until
         written."""
         self._manager.save(int(step), args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta or {})), force=True)
+            state=ocp.args.StandardSave(_drop_empty(state)), meta=ocp.args.JsonSave(meta or {})), force=True)
         self._manager.wait_until_finished()
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
@@ -60,17 +65,24 @@ class Checkpoints:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+                state=ocp.args.StandardRestore(_drop_empty(abstract)), meta=ocp.args.JsonRestore()))
         except Exception as e:  # orbax raises many types (ValueError, FileNotFoundError, tensorstore errors)
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} is corrupt or from an incompatible run "
                 f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); delete it to fall back "
                 f"to an older one, or start a new run in an empty --out directory") from None
-        return restored.state, dict(restored.meta or {})
+        state = jax.tree.map(lambda x, a: jnp.zeros(a.shape, a.dtype) if x is None and a is not None else x,
+                             restored.state, abstract, is_leaf=lambda x: x is None)
+        return state, dict(restored.meta or {})
 
     def close(self) -> None:
         """Waits for pending writes and releases the manager."""
         self._manager.close()
+
+
+def _drop_empty(tree: Any) -> Any:
+    """``tree`` with every zero-size leaf replaced by None (which orbax saves as an empty node)."""
+    return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
 
 
 def save_json_atomic(path: str | Path, obj: Any) -> None:
