@@ -10,7 +10,10 @@ The networks, loss, GAE, acting and observation normaliser are brax's own (``bra
 - the whole :class:`TrainState` (optimiser state, parameters, normaliser, env step count, env state and rng) is one
   pytree that orbax saves and restores, so a killed run resumes exactly where its last checkpoint was;
 - no separate evaluation env: rendering + CLIP is the expensive part of a VLM-rewarded env, so the metrics come from
-  the training rollouts themselves.
+  the training rollouts themselves;
+- data parallel over devices by sharding, not ``pmap``: with several devices the env batch (and so physics,
+  rendering and CLIP) is split along ``num_envs`` over a 1-D mesh, parameters are replicated, and XLA's SPMD
+  partitioner inserts the gradient all-reduce. The same jitted program runs on one CPU, one GPU or a TPU pod slice.
 
 Shapes use ``B = num_envs``, ``T = unroll_length``.
 """
@@ -19,11 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Sequence, Tuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from brax.envs.base import Env, State
 from brax.training import acting, gradients
@@ -130,6 +134,11 @@ class PPO:
     Args:
         env: batched env; ``reset`` takes rngs [num_envs, 2], ``step`` actions [num_envs, action_size].
         config: hyper-parameters.
+        devices: devices to split the env batch over (data parallel); default all of ``jax.devices()``. With one
+            device nothing is sharded.
+
+    Raises:
+        VlmrmError: if ``num_envs`` is not a multiple of the number of devices.
 
     Use ``state = ppo.init(rng)``, then ``state, metrics = ppo.iteration(state)`` repeatedly (both jitted).
     ``metrics`` are float32 scalars: ``reward_mean``, ``reward_std`` over the rollout's env steps, the rollout mean of
@@ -137,9 +146,14 @@ class PPO:
     ``v_loss``, ``entropy_loss``).
     """
 
-    def __init__(self, env: Env, config: PPOConfig):
+    def __init__(self, env: Env, config: PPOConfig, devices: Sequence[jax.Device] | None = None):
         self.env = env
         self.config = config
+        devices = list(jax.devices() if devices is None else devices)
+        if config.num_envs % len(devices):
+            raise VlmrmError(f"num-envs={config.num_envs} does not split over {len(devices)} devices; pass a "
+                             f"multiple of {len(devices)}")
+        self.mesh = jax.sharding.Mesh(np.array(devices), ("batch",)) if len(devices) > 1 else None
         normalize = running_statistics.normalize if config.normalize_observations else (lambda x, y: x)
         self.networks = ppo_networks.make_ppo_networks(
             env.observation_size, env.action_size, preprocess_observations_fn=normalize,
@@ -160,11 +174,19 @@ class PPO:
         key_policy, key_value, key_env, rng = jax.random.split(rng, 4)
         params = ppo_losses.PPONetworkParams(policy=self.networks.policy_network.init(key_policy),
                                              value=self.networks.value_network.init(key_value))
-        env_state = self.env.reset(jax.random.split(key_env, self.config.num_envs))
+        env_state = self._shard_batch(self.env.reset(jax.random.split(key_env, self.config.num_envs)))
         obs_spec = specs.Array((self.env.observation_size,), jnp.dtype("float32"))
         return TrainState(params=params, optimizer_state=self.optimizer.init(params),
                           normalizer_params=running_statistics.init_state(obs_spec), env_state=env_state,
                           env_steps=jnp.zeros((), jnp.int32), rng=rng)
+
+    def _shard_batch(self, tree: Any) -> Any:
+        """Constrains every leaf with a leading ``num_envs`` axis to be split over the mesh (no-op on one device)."""
+        if self.mesh is None:
+            return tree
+        split = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("batch"))
+        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, split)
+                            if x.ndim and x.shape[0] == self.config.num_envs else x, tree)
 
     def policy_params(self, state: TrainState) -> Tuple[Any, Any, Any]:
         """(normalizer, policy, value) parameters, the tuple ``make_policy`` takes."""
@@ -182,6 +204,7 @@ class PPO:
 
         keys = jax.random.split(key, self.config.unrolls_per_iteration)
         env_state, data = jax.lax.scan(unroll, state.env_state, keys)  # leaves [N, T, B, ...]
+        env_state = self._shard_batch(env_state)
         data = jax.tree.map(lambda x: jnp.swapaxes(x, 1, 2).reshape((-1,) + x.shape[1:2] + x.shape[3:]), data)
         return env_state, data
 
