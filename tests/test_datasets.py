@@ -176,8 +176,18 @@ def test_classic_sources_render_deterministic_labelled_frames():
 
 @pytest.fixture(scope="module")
 def humanoid_frames():
-    source = make_source("humanoid", image_size=32, settle_steps=2, rollout_length=3)
+    # No rollout mode here: compiling brax's step for the rollouts would double the cost (see the slow test below).
+    source = make_source("humanoid", image_size=32, settle_steps=2, mode_weights=(1.0, 1.0, 1.0, 0.0))
     return source, next(source.generate(8, seed=5, chunk_size=8))
+
+
+@pytest.mark.slow
+def test_humanoid_rollout_states_come_from_random_actions():
+    source = make_source("humanoid", image_size=32, rollout_length=20)
+    qpos, qvel = source._rollout_states(jax.random.PRNGKey(0), 4)
+    assert qpos.shape == (4, 24) and qvel.shape == (4, 23)
+    assert np.abs(qvel).max() > 0.1  # moving, not the reset state
+    assert len({tuple(np.round(q, 4)) for q in qpos}) == 4
 
 
 def test_humanoid_frames_are_labelled_by_the_predicates_of_their_settled_state(humanoid_frames):
@@ -187,11 +197,13 @@ def test_humanoid_frames_are_labelled_by_the_predicates_of_their_settled_state(h
     assert batch.images.shape == (8, 32, 32, 3) and batch.images.dtype == np.uint8
     assert batch.states.shape == (8, 24) and batch.labels.shape == (8, len(source.captions.concepts))
     model = source._mj_model
-
-    def kinematics(qpos):
-        return mjx.kinematics(mjx.put_model(model), mjx.make_data(model).replace(qpos=qpos))
-
-    data = jax.vmap(kinematics)(batch.states)
+    datas = []
+    for qpos in batch.states:  # MuJoCo's own kinematics of the saved (settled) qpos, independent of the MJX path
+        data = mujoco.MjData(model)
+        data.qpos[:] = qpos
+        mujoco.mj_kinematics(model, data)
+        datas.append(mjx.put_data(model, data))
+    data = jax.tree.map(lambda *xs: np.stack(xs), *datas)
     holds = evaluate_predicates(model, data)
     for c, key in enumerate(source.captions.keys):
         expected = np.ones(8, bool) if key == "humanoid" else np.asarray(holds[key])

@@ -205,6 +205,32 @@ class HumanoidSource:
             qpos[2] += rng.uniform(0.0, self.max_drop)
         return qpos
 
+    def interpolate_poses(self, start: ReferencePose, end: ReferencePose, num: int) -> np.ndarray:
+        """Poses on the straight line between two poses' joint angles, each resting on the floor, for reward
+        landscapes (e.g. standing -> kneeling).
+
+        Args:
+            start, end: poses (e.g. of :data:`REFERENCE_POSES`); the root orientation is ``start``'s for t < 0.5,
+                else ``end``'s.
+            num: number of poses (>= 2), t = 0 .. 1 evenly.
+
+        Returns:
+            float64 [num, 24] ``qpos``, no yaw, no drop.
+
+        Raises:
+            VlmrmError: if ``num`` < 2.
+        """
+        if num < 2:
+            raise VlmrmError(f"num={num}: a sweep needs at least 2 poses")
+        default = lambda name: -2.0 if name.endswith("knee") else 0.0  # noqa: E731
+        out = []
+        for t in np.linspace(0.0, 1.0, num):
+            joints = {n: (1 - t) * start.joints.get(n, default(n)) + t * end.joints.get(n, default(n))
+                      for n in self._joint_names}
+            root = start.root_quat if t < 0.5 else end.root_quat
+            out.append(pose_qpos(self._mj_model, ReferencePose("sweep", joints, root)))
+        return np.stack(out)
+
     # --- JAX parts: rollouts, settling, rendering, labelling ---
 
     def _rollout_states(self, key: jax.Array, num: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,14 +21,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from vlmrm_jax.atomic import atomic_directory
 from vlmrm_jax.datasets.base import CaptionSource, FrameBatch
 from vlmrm_jax.datasets.captions import CaptionSet
 from vlmrm_jax.errors import DatasetError, VlmrmError
@@ -109,9 +107,7 @@ def write_dataset(out: str | Path, source: CaptionSource, batches: Iterable[Fram
         raise DatasetError(f"dataset path {out} is a file; choose a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DatasetError(f"dataset directory {out} is not empty; pass --overwrite to replace it or choose another")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         shards, labels, states, modes = [], [], [], []
         for batch in batches:
             n = int(batch.images.shape[0])
@@ -141,16 +137,6 @@ def write_dataset(out: str | Path, source: CaptionSource, batches: Iterable[Fram
             **(extra or {}),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, trash / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -1,0 +1,208 @@
+"""In-domain CLIP training: metrics against direct computations, learning on a separable toy dataset, exact resume,
+export in the Hugging Face format, the caption-vocabulary warning, shipped models and CLI errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from vlm_toy_data import TOY_CAPTIONS, ToySource
+
+from vlmrm_jax.datasets import load_dataset, write_dataset
+from vlmrm_jax.errors import ModelNotFoundError, VlmrmError
+from vlmrm_jax.models import CLIP
+from vlmrm_jax.models.evaluation import auroc, evaluate_prompts, r_precision
+from vlmrm_jax.models.export import save_clip
+from vlmrm_jax.models.registry import OFFLINE_MODELS
+from vlmrm_jax.models.training import (TrainConfig, batch_indices, fit, init_state, make_optimizer, make_train_step,
+                                       random_shift, tokenize)
+from vlmrm_jax.models.vocabulary import prompt_warnings, read_model_captions, warn_unknown_prompts
+
+# --- metrics ---
+
+
+def _auroc_pairs(scores, labels):
+    pos, neg = scores[labels], scores[~labels]
+    return np.mean([(p > n) + 0.5 * (p == n) for p, n in itertools.product(pos, neg)])
+
+
+def test_auroc_matches_the_pairwise_definition_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        scores = rng.integers(0, 6, 40).astype(float)  # many ties
+        labels = rng.random(40) < 0.3
+        assert auroc(scores, labels) == pytest.approx(_auroc_pairs(scores, labels))
+    assert auroc(np.arange(4.0), np.array([0, 0, 1, 1], bool)) == 1.0
+    assert auroc(np.arange(4.0), np.array([1, 1, 0, 0], bool)) == 0.0
+    assert np.isnan(auroc(np.arange(3.0), np.zeros(3, bool)))
+    with pytest.raises(VlmrmError, match="same length"):
+        auroc(np.arange(3.0), np.zeros(4, bool))
+
+
+def test_r_precision():
+    scores = np.array([0.9, 0.8, 0.7, 0.1])
+    assert r_precision(scores, np.array([1, 0, 1, 0], bool)) == 0.5
+    assert r_precision(scores, np.array([1, 1, 0, 0], bool)) == 1.0
+    assert np.isnan(r_precision(scores, np.zeros(4, bool)))
+
+
+def test_random_shift_moves_content_within_bounds():
+    image = np.zeros((1, 8, 8, 1), np.float32)
+    image[0, 4, 4] = 1.0
+    shifted = np.asarray(random_shift(jax.random.PRNGKey(0), np.repeat(image, 50, 0), 2))
+    ys, xs = np.nonzero(shifted[..., 0].max(axis=0))
+    assert ys.min() >= 2 and ys.max() <= 6 and xs.min() >= 2 and xs.max() <= 6 and len(set(ys)) > 1
+    assert np.all(shifted.sum(axis=(1, 2, 3)) == 1.0)
+    np.testing.assert_array_equal(random_shift(jax.random.PRNGKey(0), image, 0), image)
+
+
+def test_batches_depend_only_on_seed_and_step():
+    np.testing.assert_array_equal(batch_indices(100, 16, 0, 7), batch_indices(100, 16, 0, 7))
+    assert len(set(batch_indices(100, 16, 0, 7))) == 16
+    assert not np.array_equal(batch_indices(100, 16, 0, 7), batch_indices(100, 16, 0, 8))
+
+
+# --- training on a separable toy dataset ---
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy_data")
+    source = ToySource()
+    train = load_dataset(write_dataset(root / "train", source, source.generate(96, seed=0), seed=0))
+    held_out = load_dataset(write_dataset(root / "eval", source, source.generate(64, seed=1), seed=1))
+    return train, held_out
+
+
+TOY_CONFIG = TrainConfig(steps=60, batch_size=32, learning_rate=2e-3, warmup_steps=5, shift_pixels=1, eval_every=0,
+                         log_every=10, checkpoint_every_s=1e9)
+
+
+@pytest.fixture(scope="module")
+def trained(toy, tiny_clip, tmp_path_factory):
+    train, held_out = toy
+    out = tmp_path_factory.mktemp("toy_run")
+    evaluate = lambda params, frames: {"auroc": evaluate_prompts(  # noqa: E731
+        tiny_clip, params, frames.images, frames.labels, frames.captions)["mean_auroc_alpha_0"]}
+    params, records = fit(tiny_clip, train, TOY_CONFIG, out, held_out=held_out, evaluate=evaluate,
+                          show_progress=False, log=lambda m: None)
+    return out, params, records
+
+
+def test_training_lowers_the_loss_and_separates_held_out_frames(toy, tiny_clip, trained):
+    _, held_out = toy
+    _, params, records = trained
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert losses[-1] < 0.8 * losses[0]
+    before = evaluate_prompts(tiny_clip, tiny_clip.params, held_out.images, held_out.labels, held_out.captions)
+    after = evaluate_prompts(tiny_clip, params, held_out.images, held_out.labels, held_out.captions)
+    assert after["mean_auroc_alpha_0"] > 0.9 and after["mean_auroc_alpha_0"] > before["mean_auroc_alpha_0"] + 0.15
+    assert after["mean_auroc_alpha_0.5"] > 0.9
+    assert after["mean_r_precision"] > 0.8 and after["mean_r_precision"] > before["mean_r_precision"]
+    assert set(after["prompts"]) == {"red", "blue"}
+    assert records[-1]["eval/auroc"] == pytest.approx(after["mean_auroc_alpha_0"], abs=1e-6)
+    assert tiny_clip.params is not None and np.all(np.isfinite(jax.tree.leaves(tiny_clip.params)[0]))
+
+
+def test_train_step_compiles_once_and_learns_the_temperature(toy, tiny_clip):
+    train, _ = toy
+    config = TrainConfig(steps=3, batch_size=8, learning_rate=1e-3, warmup_steps=1)
+    optimizer = make_optimizer(config)
+    step = make_train_step(tiny_clip, optimizer, tokenize(tiny_clip, TOY_CAPTIONS.captions))
+    state = init_state(tiny_clip.params, optimizer)
+    labels = TOY_CAPTIONS.caption_labels(train.labels)
+    scale0 = float(state.params["logit_scale"])
+    for i in range(3):
+        state, metrics = step(state, train.images[i * 8:(i + 1) * 8], labels[i * 8:(i + 1) * 8],
+                              jax.random.PRNGKey(i))
+    assert step._cache_size() == 1
+    assert int(state.step) == 3 and float(state.params["logit_scale"]) != scale0
+    assert set(metrics) >= {"loss", "loss_image_to_text", "loss_text_to_image", "temperature", "accuracy",
+                            "grad_norm"}
+
+
+def test_resume_continues_exactly(toy, tiny_clip, trained, tmp_path):
+    train, _ = toy
+    _, straight, _ = trained
+    fit(tiny_clip, train, TOY_CONFIG, tmp_path, stop_at=30, show_progress=False, log=lambda m: None)
+    resumed, records = fit(tiny_clip, train, TOY_CONFIG, tmp_path, resume=True, show_progress=False,
+                           log=lambda m: None)
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert [r["step"] for r in records] == [10, 20, 30, 40, 50, 60]
+
+
+# --- export, caption vocabulary, shipped models ---
+
+
+def test_exported_model_loads_with_clip_load_and_warns_outside_its_captions(tiny_clip, trained, tmp_path):
+    _, params, _ = trained
+    path = save_clip(tiny_clip, params, tmp_path / "model", captions=TOY_CAPTIONS, env="toy",
+                     training={"steps": 60})
+    loaded = CLIP.load(str(path))
+    images = np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.embed_images(loaded.params, images), tiny_clip.embed_images(params, images),
+                               atol=1e-5)
+    np.testing.assert_allclose(loaded.embed_text(["a red square"]),
+                               tiny_clip.replace(params=params).embed_text(["a red square"]), atol=1e-5)
+    assert json.loads((path / "training.json").read_text()) == {"steps": 60}
+    assert read_model_captions(path) == ("toy", TOY_CAPTIONS)
+    assert prompt_warnings(path, ["A red square.", "a square on grey"]) == []
+    with pytest.warns(UserWarning, match="'a green square' is not among the captions.*only knows its captions"):
+        warn_unknown_prompts(path, ["a green square", "a red square"])
+    assert prompt_warnings(tmp_path / "nothing-here", ["a green square"]) == []  # hub ids, plain dirs: no warning
+    with pytest.raises(VlmrmError, match="not empty"):
+        save_clip(tiny_clip, params, path)
+
+
+def test_missing_shipped_model_file_is_a_one_line_error(tiny_clip_dir, tmp_path, monkeypatch):
+    from vlmrm_jax.models import registry
+
+    broken = tmp_path / "broken-clip"
+    shutil.copytree(tiny_clip_dir, broken)
+    (broken / "flax_model.msgpack").unlink()
+    monkeypatch.setitem(registry.OFFLINE_MODELS, "broken-clip", broken)
+    with pytest.raises(ModelNotFoundError, match="'broken-clip' is incomplete: flax_model.msgpack missing") as info:
+        CLIP.load("broken-clip")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ModelNotFoundError, match="incomplete"):
+        prompt_warnings("broken-clip", ["x"])
+
+
+@pytest.mark.parametrize("name", sorted(OFFLINE_MODELS))
+def test_shipped_models_are_small_complete_and_know_their_paper_prompts(name):
+    path = OFFLINE_MODELS[name]
+    size_mb = sum(f.stat().st_size for f in path.iterdir()) / 2**20
+    assert size_mb < 25
+    env, captions = read_model_captions(name)
+    assert env in ("humanoid", "cartpole", "mountain_car") and name.startswith(env.replace("_", "-"))
+    assert prompt_warnings(name, [*captions.goal_prompts.values(), captions.baseline_prompt]) == []
+    assert len(prompt_warnings(name, ["a photo of a cat doing a backflip"])) == 1
+    clip = CLIP.load(name)
+    assert clip.image_size == 64
+    embeddings = clip.embed_images(clip.params, np.zeros((2, 64, 64, 3), np.float32))
+    assert embeddings.shape == (2, clip.embed_dim) and np.allclose(np.linalg.norm(embeddings, axis=-1), 1.0)
+    held_out = json.loads((path / "training.json").read_text())["held_out_eval"]
+    assert held_out["mean_auroc_alpha_0"] > 0.9  # the quality measured when it was built (docs/offline_models.md)
+
+
+# --- CLI ---
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from experiments.train_vlm import main
+
+    assert main(["--env", "pong", "--out", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: unknown environment 'pong'")
+    (tmp_path / "empty").mkdir()
+    assert main(["--env", "cartpole", "--out", str(tmp_path / "b"), "--data", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: dataset directory") and "is empty" in err and "\n" not in err
+    assert main(["--env", "cartpole", "--out", str(tmp_path / "c"), "--resume"]) == 2
+    assert "holds no run" in capsys.readouterr().err
+    assert main(["--env", "cartpole", "--out", str(tmp_path / "d"), "--model", "x", "--width", "8"]) == 2
+    assert "only apply from scratch" in capsys.readouterr().err

@@ -1,0 +1,131 @@
+"""How well a CLIP separates an environment's frames by their ground-truth concepts, as a VLM-RM reward model.
+
+For each goal prompt of a :class:`~vlmrm_jax.datasets.CaptionSet` (the paper's prompts), on labelled frames:
+
+- AUROC of the VLM-RM reward (Rocamonde et al. 2023, Definition 1: goal-baseline projection with strength alpha)
+  for telling frames where the concept holds from frames where it does not: 0.5 is chance, 1 is perfect ranking.
+  At alpha = 0 the reward is the cosine similarity with the goal prompt.
+- Text-to-image retrieval: R-precision of ranking the frames by cosine similarity to the prompt, i.e. the fraction
+  of positives among the top R frames, R = the number of positives (chance: the positive rate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from vlmrm_jax.datasets.captions import CaptionSet
+from vlmrm_jax.errors import VlmrmError
+from vlmrm_jax.models.clip import CLIP
+from vlmrm_jax.rewards import GoalBaselineReward
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (the Mann-Whitney U statistic over positive-negative pairs, ties counted half).
+
+    Args:
+        scores: float [N], higher = more likely positive.
+        labels: bool [N].
+
+    Returns:
+        AUROC in [0, 1], or NaN when ``labels`` has no positive or no negative.
+
+    Raises:
+        VlmrmError: if the shapes differ or are not 1-D.
+    """
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
+    if scores.ndim != 1 or scores.shape != labels.shape:
+        raise VlmrmError(f"scores {scores.shape} and labels {labels.shape} must be 1-D of the same length")
+    positives = int(labels.sum())
+    negatives = labels.size - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    first_rank = np.cumsum(counts) - counts + 1  # 1-based rank of each distinct value's first occurrence
+    ranks = (first_rank + (counts - 1) / 2.0)[inverse]  # ties get their average rank
+    u = ranks[labels].sum() - positives * (positives + 1) / 2.0
+    return float(u / (positives * negatives))
+
+
+def r_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of positives among the R highest-scoring items, R = the number of positives (NaN if R = 0).
+
+    Args:
+        scores: float [N]; labels: bool [N].
+    """
+    scores, labels = np.asarray(scores), np.asarray(labels, bool)
+    r = int(labels.sum())
+    if r == 0:
+        return float("nan")
+    top = np.argsort(-scores, kind="stable")[:r]
+    return float(labels[top].mean())
+
+
+_embed_images_jit = jax.jit(lambda clip, params, images: clip.embed_images(params, images))
+
+
+def embed_frames(clip: CLIP, params, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Unit image embeddings of uint8 frames, in batches (padded to one compiled shape).
+
+    Args:
+        clip: the model; params: its weights.
+        images: uint8 [N, H, W, 3].
+
+    Returns:
+        float32 [N, D].
+    """
+    images = np.asarray(images)
+    static = clip.replace(params=None)  # the weights travel once, as ``params``
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        pad = batch_size - len(chunk) if len(images) > batch_size else 0
+        if pad:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
+        out.append(np.asarray(_embed_images_jit(static, params, chunk.astype(np.float32) / 255.0))[:len(chunk) - pad])
+    return np.concatenate(out)
+
+
+def evaluate_prompts(clip: CLIP, params, images: np.ndarray, labels: np.ndarray, captions: CaptionSet,
+                     alphas: Sequence[float] = (0.0, 0.5), prompts: dict[str, str] | None = None) -> dict:
+    """Per-prompt AUROC of the VLM-RM reward and text-to-image R-precision on labelled frames.
+
+    Args:
+        clip: the model (its tokenizer and architecture); params: the weights to evaluate.
+        images: uint8 [N, H, W, 3], e.g. frames from held-out seeds.
+        labels: bool [N, C], columns in ``captions.concepts`` order.
+        captions: the vocabulary (its baseline prompt is the reward's baseline).
+        alphas: goal-baseline regularisation strengths to evaluate.
+        prompts: concept key -> goal prompt to evaluate; default ``captions.goal_prompts`` (the paper's prompts).
+
+    Returns:
+        ``{"prompts": {key: {"prompt", "positives", "auroc_alpha_<a>" per alpha, "r_precision",
+        "positive_rate"}}, "mean_auroc_alpha_<a>", "mean_r_precision", "num_frames", "baseline_prompt"}``;
+        means skip NaNs (concepts without positives or negatives).
+
+    Raises:
+        VlmrmError: if ``labels`` does not match ``images`` and ``captions``, or a key is not a concept.
+    """
+    labels = np.asarray(labels, bool)
+    if labels.shape != (len(images), len(captions.concepts)):
+        raise VlmrmError(f"labels have shape {labels.shape}, expected {(len(images), len(captions.concepts))}")
+    prompts = dict(captions.goal_prompts if prompts is None else prompts)
+    model = clip.replace(params=params)
+    frames = embed_frames(clip, params, images)
+    goals = np.asarray(model.embed_text(list(prompts.values())))
+    baseline = model.embed_text([captions.baseline_prompt])
+    result: dict = {"prompts": {}, "num_frames": int(len(images)), "baseline_prompt": captions.baseline_prompt}
+    for (key, prompt), goal in zip(prompts.items(), goals):
+        holds = labels[:, captions.keys.index(captions.concept(key).key)]
+        row = {"prompt": prompt, "positives": int(holds.sum()), "positive_rate": float(holds.mean())}
+        for alpha in alphas:
+            reward = GoalBaselineReward.from_embeddings(goal[None], baseline, alpha)
+            row[f"auroc_alpha_{alpha:g}"] = auroc(np.asarray(reward(frames)), holds)
+        row["r_precision"] = r_precision(frames @ goal, holds)
+        result["prompts"][key] = row
+    for name in [*(f"auroc_alpha_{a:g}" for a in alphas), "r_precision"]:
+        values = [row[name] for row in result["prompts"].values() if not np.isnan(row[name])]
+        result[f"mean_{name}"] = float(np.mean(values)) if values else float("nan")
+    return result

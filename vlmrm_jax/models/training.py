@@ -1,0 +1,318 @@
+"""Contrastive training of a CLIP on auto-labelled in-domain frames (Di Palo et al. 2023, section 4.2).
+
+CLIP's objective (Radford et al. 2021): symmetric InfoNCE between image and caption embeddings with a learned
+temperature (the model's own ``logit_scale`` parameter, clipped at log 100), here in its multi-label form
+(:func:`~vlmrm_jax.models.contrastive.multilabel_clip_loss`): every step scores a batch of B frames against all K
+captions of the vocabulary, and a frame's positives are all phrasings of all concepts that hold in it. AdamW with
+linear warm-up and cosine decay, global-norm clipping and weight decay on matrices only (not on biases, layer-norm
+gains or the temperature), as in CLIP; everything inside one jitted step. The same code trains a small CLIP from
+scratch or fine-tunes any loaded one (e.g. ``openai/clip-vit-base-patch32``); only the learning rate differs.
+
+:func:`fit` runs the loop with a progress bar, JSON-lines metrics, held-out evaluation and orbax checkpoints that
+``resume`` continues exactly (the batch of step t depends only on the seed and t).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from vlmrm_jax.datasets.store import CaptionedFrames
+from vlmrm_jax.errors import NonFiniteError, VlmrmError
+from vlmrm_jax.models.clip import CLIP
+from vlmrm_jax.models.contrastive import multilabel_clip_loss
+from vlmrm_jax.rl.checkpoint import Checkpoints
+
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of contrastive training.
+
+    Attributes:
+        steps: optimiser steps.
+        batch_size: frames per step (B); every step scores them against all K captions.
+        learning_rate: peak learning rate (from scratch ~5e-4; fine-tuning a pretrained CLIP ~1e-5).
+        warmup_steps: linear warm-up from 0 to ``learning_rate``; then cosine decay to 5% of it at ``steps``.
+        weight_decay: AdamW decoupled weight decay on matrices (CLIP: 0.2; 0.1 here).
+        max_grad_norm: global gradient norm clip.
+        shift_pixels: augmentation: each frame is shifted by up to this many pixels in x and y (edge-padded).
+        seed: data order and augmentation seed.
+        eval_every: steps between held-out evaluations (0 = only at the end).
+        log_every: steps between metric lines in ``metrics.jsonl``.
+        checkpoint_every_s: seconds between checkpoints (one is always written at the end).
+    """
+
+    steps: int = 2000
+    batch_size: int = 128
+    learning_rate: float = 5e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    max_grad_norm: float = 1.0
+    shift_pixels: int = 2
+    seed: int = 0
+    eval_every: int = 500
+    log_every: int = 25
+    checkpoint_every_s: float = 120.0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise VlmrmError(f"{name.replace('_', '-')}={getattr(self, name)!r} must be a positive integer")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise VlmrmError(f"lr={self.learning_rate!r} must be a positive number, e.g. 5e-4 from scratch or 1e-5 "
+                             f"to fine-tune a pretrained CLIP")
+        for name in ("warmup_steps", "shift_pixels", "eval_every", "log_every"):
+            if getattr(self, name) < 0:
+                raise VlmrmError(f"{name.replace('_', '-')}={getattr(self, name)!r} must be >= 0")
+
+
+class TextBatch(NamedTuple):
+    """Tokenised captions: ``input_ids`` and ``attention_mask``, int32 [K, L] (padded to the longest caption)."""
+
+    input_ids: jax.Array
+    attention_mask: jax.Array
+
+
+class TrainState(struct.PyTreeNode):
+    """What a step updates: ``step`` (int32 []), ``params`` (the CLIP weights) and ``opt_state``."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def tokenize(clip: CLIP, texts: Sequence[str]) -> TextBatch:
+    """Tokenises captions with the CLIP's tokenizer, truncated at its context length.
+
+    Padding only to the longest caption gives the same embeddings as CLIP's full padding: the text tower is causal
+    and pools at the end-of-text token.
+    """
+    tokens = clip.tokenizer(list(texts), padding="longest", max_length=clip.context_length, truncation=True,
+                            return_tensors="np")
+    return TextBatch(jnp.asarray(tokens["input_ids"], jnp.int32), jnp.asarray(tokens["attention_mask"], jnp.int32))
+
+
+def text_features(clip: CLIP, params, text: TextBatch) -> jax.Array:
+    """Unit text embeddings, float32 [K, D], with explicit (differentiable) weights ``params``."""
+    features = clip.model.get_text_features(text.input_ids, text.attention_mask, params=params)
+    return features / jnp.linalg.norm(features, axis=-1, keepdims=True)
+
+
+def random_shift(key: jax.Array, images: jax.Array, pixels: int) -> jax.Array:
+    """Shifts each image by a random offset in [-pixels, pixels] along y and x, filling with edge pixels.
+
+    Args:
+        key: PRNG key; images: float [B, H, W, C]; pixels: largest shift (0 = identity).
+
+    Returns:
+        float [B, H, W, C].
+    """
+    if pixels == 0:
+        return images
+    _, height, width, channels = images.shape
+    padded = jnp.pad(images, ((0, 0), (pixels, pixels), (pixels, pixels), (0, 0)), mode="edge")
+    offsets = jax.random.randint(key, (images.shape[0], 2), 0, 2 * pixels + 1)
+    return jax.vmap(lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), (height, width, channels)))(
+        padded, offsets)
+
+
+def contrastive_loss(clip: CLIP, params, images: jax.Array, text: TextBatch,
+                     labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The multi-label CLIP loss of frames against captions (see the module docstring).
+
+    Args:
+        clip: the model (architecture, preprocessing); params: the weights (differentiated).
+        images: float [B, H, W, 3] in [0, 1].
+        text: the K captions, tokenised.
+        labels: bool [B, K]; ``labels[i, k]``: caption k describes frame i.
+
+    Returns:
+        (loss float32 [], metrics: loss, both directions, temperature, top-1 caption accuracy).
+    """
+    image_embeddings = clip.embed_images(params, images)
+    return multilabel_clip_loss(image_embeddings, text_features(clip, params, text), labels, params["logit_scale"])
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """AdamW (beta2 0.98 as in CLIP) with warm-up + cosine schedule, global-norm clipping, and weight decay masked
+    to parameters with at least 2 dimensions."""
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1),
+                                                  max(config.steps, config.warmup_steps + 1),
+                                                  end_value=0.05 * config.learning_rate)
+    decay_mask = lambda params: jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)  # noqa: E731
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                       optax.adamw(schedule, b1=0.9, b2=0.98, eps=1e-6, weight_decay=config.weight_decay,
+                                   mask=decay_mask))
+
+
+def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
+    """Step 0 with fresh optimiser moments; ``params`` are copied (the train step donates its state, and the caller's
+    weights must survive). Every leaf is committed to the default device, as the step's outputs are, so the jitted
+    step compiles once."""
+    params = jax.tree.map(jnp.array, params)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+    return jax.device_put(state, jax.devices()[0])
+
+
+def make_train_step(clip: CLIP, optimizer: optax.GradientTransformation, text: TextBatch,
+                    shift_pixels: int = 0) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array],
+                                                       tuple[TrainState, dict]]:
+    """The jitted update ``step(state, images, labels, key) -> (state, metrics)``.
+
+    Args:
+        clip: the model (only its architecture is used; the weights are ``state.params``).
+        optimizer: e.g. :func:`make_optimizer`.
+        text: all K captions, tokenised (closed over: the same every step).
+        shift_pixels: augmentation (see :func:`random_shift`).
+
+    The step takes ``images`` uint8 [B, H, W, 3], ``labels`` bool [B, K], ``key`` a PRNG key, and returns metrics
+    (float32 [] each): the loss terms of :func:`contrastive_loss`, ``grad_norm`` and ``learning_rate``-free
+    diagnostics. ``state`` is donated.
+    """
+    static = clip.replace(params=None)
+
+    def step(state: TrainState, images: jax.Array, labels: jax.Array, key: jax.Array):
+        images = random_shift(key, images.astype(jnp.float32) / 255.0, shift_pixels)
+        grad_fn = jax.value_and_grad(lambda p: contrastive_loss(static, p, images, text, labels), has_aux=True)
+        (_, metrics), grads = grad_fn(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    return jax.jit(step, donate_argnums=0)
+
+
+def batch_indices(num_frames: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """The frames of step ``step``: B distinct indices (with replacement only if B > N), a function of (seed, step)
+    alone, so a resumed run sees the same batches."""
+    rng = np.random.default_rng([seed, step])
+    return rng.choice(num_frames, size=batch_size, replace=batch_size > num_frames)
+
+
+def _read_metrics(path: Path, up_to_step: int) -> list[str]:
+    if not path.exists():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= up_to_step:
+                lines.append(line)
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+    return lines
+
+
+def fit(clip: CLIP, train: CaptionedFrames, config: TrainConfig, out: str | Path, *,
+        held_out: CaptionedFrames | None = None, resume: bool = False,
+        evaluate: Callable[[Any, CaptionedFrames], dict] | None = None, stop_at: int | None = None,
+        show_progress: bool = True, log: Callable[[str], None] = print) -> tuple[Any, list[dict]]:
+    """Trains ``clip`` on ``train`` and returns the final weights.
+
+    Writes into ``out``: ``checkpoints/`` (orbax: params, optimiser state, step; atomic) and ``metrics.jsonl`` (one
+    JSON line every ``log_every`` steps: step, loss terms, temperature, accuracy, grad norm, steps/s; and the result
+    of ``evaluate(params, held_out)`` every ``eval_every`` steps and at the end, keys prefixed ``eval/``).
+
+    Args:
+        clip: the model to train (its ``params`` are the starting weights).
+        train: frames and labels (``train.captions`` gives the K captions).
+        config: hyper-parameters.
+        out: run directory (created).
+        held_out: frames for evaluation (e.g. other seeds), or None.
+        resume: continue from the latest checkpoint in ``out``.
+        evaluate: ``(params, frames) -> dict of floats``; default: nothing.
+        stop_at: stop (with a checkpoint) after this step although the schedule runs to ``config.steps``; a later
+            ``resume`` continues exactly (for time-boxed sessions).
+        show_progress: tqdm bar (steps, loss, accuracy, temperature, ETA).
+
+    Returns:
+        (params, metric records).
+
+    Raises:
+        CheckpointError: ``resume`` without a checkpoint, or a corrupt one.
+        NonFiniteError: the loss became NaN or infinite (the last checkpoint is kept).
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = tokenize(clip, train.captions.captions)
+    labels = train.captions.caption_labels(train.labels)
+    optimizer = make_optimizer(config)
+    train_step = make_train_step(clip, optimizer, text, config.shift_pixels)
+    checkpoints = Checkpoints(out / CHECKPOINT_DIR, max_to_keep=2)
+    state = init_state(clip.params, optimizer)
+    if resume:
+        state, _ = checkpoints.restore(state)
+        log(f"resumed from step {int(state.step)} in {out / CHECKPOINT_DIR}")
+    start = int(state.step)
+    metrics_path = out / METRICS_FILE
+    kept = _read_metrics(metrics_path, start) if resume else []
+    metrics_path.write_text("".join(line + "\n" for line in kept))
+    records = [json.loads(line) for line in kept]
+    key = jax.random.PRNGKey(config.seed)
+    last_save, last_log, window = time.monotonic(), time.monotonic(), []
+
+    def run_eval(step: int) -> dict:
+        if evaluate is None or held_out is None:
+            return {}
+        result = {f"eval/{k}": v for k, v in evaluate(state.params, held_out).items()}
+        return dict(result, step=step)
+
+    def append(record: dict) -> None:
+        records.append(record)
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    last = min(config.steps, stop_at or config.steps)
+    bar = tqdm(total=last, initial=start, disable=not show_progress, desc="contrastive training",
+               unit="step", dynamic_ncols=True)
+    try:
+        for step in range(start, last):
+            idx = batch_indices(len(train), config.batch_size, config.seed, step)
+            state, metrics = train_step(state, train.images[idx], labels[idx], jax.random.fold_in(key, step))
+            window.append(metrics)
+            done = step + 1
+            if done % max(config.log_every, 1) == 0 or done == last:
+                values = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
+                if not all(math.isfinite(v) for v in values.values()):
+                    raise NonFiniteError(f"training produced a non-finite loss at step {done} ({values}); lower --lr "
+                                         f"and resume from the last checkpoint with --resume")
+                now = time.monotonic()
+                values.update(step=done, steps_per_s=len(window) / max(now - last_log, 1e-9))
+                last_log, window = now, []
+                append(values)
+                bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['accuracy']:.2f}",
+                                temp=f"{values['temperature']:.3f}")
+            if config.eval_every and done % config.eval_every == 0 and done != last:
+                record = run_eval(done)
+                if record:
+                    append(record)
+            if time.monotonic() - last_save >= config.checkpoint_every_s:
+                checkpoints.save(done, state, {"step": done, "config": dataclasses.asdict(config)})
+                last_save = time.monotonic()
+            bar.update(1)
+        bar.close()
+        if int(state.step) > start or not resume:
+            checkpoints.save(int(state.step), state, {"step": int(state.step), "config": dataclasses.asdict(config)})
+        record = run_eval(int(state.step))
+        if record:
+            append(record)
+    finally:
+        bar.close()
+        checkpoints.close()
+    return state.params, records
