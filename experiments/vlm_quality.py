@@ -178,7 +178,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
         tmp = tempfile.mkdtemp(prefix="vlm_quality_")
         data = generate(args.env, args.num_frames, args.seed, str(Path(tmp) / "data"), image_size=clip.image_size,
                         log=log)
-    warn_unknown_prompts(args.model, [*data.captions.goal_prompts.values(), data.captions.baseline_prompt], log=log)
+    warn_unknown_prompts(args.model, [*data.captions.goal_prompts.values(), data.captions.baseline_prompt],
+                         env=args.env, log=log)
     result = evaluate_prompts(clip, clip.params, data.images, data.labels, data.captions, alphas=alphas)
     result.update(model=args.model, env=args.env, seed=int(data.manifest["seed"]))
     log(f"{args.model} on {len(data)} held-out {args.env} frames (seed {data.manifest['seed']}), baseline prompt "

@@ -155,6 +155,9 @@ def test_exported_model_loads_with_clip_load_and_warns_outside_its_captions(tiny
     with pytest.warns(UserWarning, match="'a green square' is not among the captions.*only knows its captions"):
         warn_unknown_prompts(path, ["a green square", "a red square"])
     assert prompt_warnings(tmp_path / "nothing-here", ["a green square"]) == []  # hub ids, plain dirs: no warning
+    assert prompt_warnings(path, ["a red square"], env="toy") == []
+    (message,) = prompt_warnings(path, ["a red square"], env="humanoid")
+    assert "trained on 'toy' frames, but this run is 'humanoid'" in message
     with pytest.raises(VlmrmError, match="not empty"):
         save_clip(tiny_clip, params, path)
 
@@ -184,6 +187,12 @@ def test_shipped_models_are_small_complete_and_know_their_paper_prompts(name):
     assert len(prompt_warnings(name, ["a photo of a cat doing a backflip"])) == 1
     clip = CLIP.load(name)
     assert clip.image_size == 64
+    # any text tokenises offline (byte-level BPE: unseen words fall back to byte pieces, never an unknown token)
+    odd = ["Zyzzyva's naïve café: 42 °C, 🚀!", "a humanoid robot kneeling"]
+    ids = clip.tokenizer(odd)["input_ids"]
+    decoded = clip.tokenizer.decode(ids[0], skip_special_tokens=True)
+    assert decoded.replace(" ", "") == odd[0].lower().replace(" ", "")  # CLIP's decoder re-spaces the pieces
+    assert clip.embed_text(odd).shape == (2, clip.embed_dim)
     embeddings = clip.embed_images(clip.params, np.zeros((2, 64, 64, 3), np.float32))
     assert embeddings.shape == (2, clip.embed_dim) and np.allclose(np.linalg.norm(embeddings, axis=-1), 1.0)
     held_out = json.loads((path / "training.json").read_text())["held_out_eval"]

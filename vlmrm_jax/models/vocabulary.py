@@ -53,8 +53,9 @@ def read_model_captions(model: str | Path) -> tuple[str, CaptionSet] | None:
                          f"python -m experiments.train_vlm, or delete the file") from None
 
 
-def prompt_warnings(model: str | Path, prompts: Sequence[str]) -> list[str]:
-    """One warning line per prompt that the in-domain model ``model`` was not trained on (none for other models).
+def prompt_warnings(model: str | Path, prompts: Sequence[str], env: str | None = None) -> list[str]:
+    """Warning lines for an in-domain model used outside its domain (none for models without ``captions.json``):
+    one if ``env`` is given and differs from the model's, and one per prompt it was not trained on.
 
     Raises:
         VlmrmError: as :func:`read_model_captions`.
@@ -62,22 +63,26 @@ def prompt_warnings(model: str | Path, prompts: Sequence[str]) -> list[str]:
     found = read_model_captions(model)
     if found is None:
         return []
-    env, captions = found
+    model_env, captions = found
+    messages = []
+    if env is not None and env != model_env:
+        messages.append(f"warning: the in-domain model {str(model)!r} was trained on {model_env!r} frames, but this "
+                        f"run is {env!r}; its rewards mean little here. Use the model of {env!r} or a hub CLIP")
     examples = "; ".join(f"{p!r}" for p in [*captions.goal_prompts.values(), captions.baseline_prompt][:3])
-    return [f"warning: prompt {p!r} is not among the captions of the in-domain model {str(model)!r} (env {env!r}); "
+    return messages + [f"warning: prompt {p!r} is not among the captions of the in-domain model {str(model)!r} (env {model_env!r}); "
             f"an in-domain model only knows its captions, so its reward for this prompt is unreliable. Use one of "
             f"its captions (e.g. {examples}; all in {MODEL_CAPTIONS_FILE} of the model) or a hub CLIP with --model"
             for p in unknown_prompts(captions, prompts)]
 
 
-def warn_unknown_prompts(model: str | Path, prompts: Sequence[str],
+def warn_unknown_prompts(model: str | Path, prompts: Sequence[str], env: str | None = None,
                          log: Callable[[str], None] | None = None) -> list[str]:
     """Emits :func:`prompt_warnings` through ``log`` (default: ``warnings.warn``) and returns them.
 
     Call it where a run loads its CLIP, with the goal and baseline prompts, e.g.
-    ``warn_unknown_prompts(config.model, config.prompts + config.baseline_prompts, log=print)``.
+    ``warn_unknown_prompts(config.model, config.prompts + config.baseline_prompts, env=config.env, log=print)``.
     """
-    messages = prompt_warnings(model, prompts)
+    messages = prompt_warnings(model, prompts, env)
     for message in messages:
         (log or (lambda m: warnings.warn(m, UserWarning, stacklevel=3)))(message)
     return messages
