@@ -118,10 +118,13 @@ def make_config(task: Task, args: argparse.Namespace, log: Callable[[str], None]
     model, why = choose_model(args.model, env=task.env)
     config = dataclasses.replace(config, model=model)
     log(f"model: {model} ({why})")
+    from vlmrm_jax.models.vocabulary import warn_unknown_prompts
+
+    warn_unknown_prompts(model, config.prompts + config.baseline_prompts, log=log)
     import jax
 
-    log(f"preset: {preset_name} (JAX backend: {device_kind()}, {jax.device_count()} device(s), env batch split "
-        f"over them); total_steps={config.total_steps}, "
+    devices = f", env batch split over {jax.device_count()} devices" if jax.device_count() > 1 else ""
+    log(f"preset: {preset_name} (JAX backend: {device_kind()}{devices}); total_steps={config.total_steps}, "
         f"num_envs={ppo['num_envs']}, unroll_length={ppo['unroll_length']}, "
         f"env steps per PPO iteration={config.ppo_config().env_steps_per_iteration}")
     return config
