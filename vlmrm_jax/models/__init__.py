@@ -6,6 +6,10 @@ embedding, and tiny offline models.
 - :func:`preprocess_images`: CLIP's resize, centre crop and normalisation in JAX.
 - :func:`create_tiny_clip`, :func:`build_clip_tokenizer`: small random CLIPs and CLIP tokenizers built offline.
 - :mod:`vlmrm_jax.models.registry`: shipped offline models by short name.
+- In-domain training (Di Palo et al. 2023): :mod:`~vlmrm_jax.models.training` (contrastive loop),
+  :mod:`~vlmrm_jax.models.evaluation` (per-prompt AUROC of the VLM-RM reward, retrieval),
+  :mod:`~vlmrm_jax.models.export` (Hugging Face directory), :mod:`~vlmrm_jax.models.vocabulary` (an in-domain
+  model's captions and the warning for prompts outside them).
 """
 
 from vlmrm_jax.models.clip import CLIP, DEFAULT_CLIP, load_clip

@@ -290,8 +290,9 @@ def fit(clip: CLIP, train: CaptionedFrames, config: TrainConfig, out: str | Path
             if done % max(config.log_every, 1) == 0 or done == last:
                 values = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
                 if not all(math.isfinite(v) for v in values.values()):
-                    raise NonFiniteError(f"training produced a non-finite loss at step {done} ({values}); lower --lr "
-                                         f"and resume from the last checkpoint with --resume")
+                    raise NonFiniteError(f"training produced a non-finite loss at step {done} (loss {values['loss']}, "
+                                         f"grad norm {values['grad_norm']}); lower --lr and resume from the last "
+                                         f"checkpoint with --resume")
                 now = time.monotonic()
                 values.update(step=done, steps_per_s=len(window) / max(now - last_log, 1e-9))
                 last_log, window = now, []
@@ -302,7 +303,7 @@ def fit(clip: CLIP, train: CaptionedFrames, config: TrainConfig, out: str | Path
                 record = run_eval(done)
                 if record:
                     append(record)
-            if time.monotonic() - last_save >= config.checkpoint_every_s:
+            if not window and time.monotonic() - last_save >= config.checkpoint_every_s:  # only checked-finite states
                 checkpoints.save(done, state, {"step": done, "config": dataclasses.asdict(config)})
                 last_save = time.monotonic()
             bar.update(1)
