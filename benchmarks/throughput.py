@@ -72,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "directory or a Hugging Face hub id (default tiny)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                    help="CLIP computation dtype, ours and the reference's (autocast) (default float32)")
-    p.add_argument("--steps", type=int, default=4, help="env steps per timed call (scan length) (default 4)")
+    p.add_argument("--steps", type=int, default=2, help="env steps per timed call (scan length) (default 2)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per level, median reported (default 3)")
     p.add_argument("--ppo-image-size", type=int, default=None,
                    help="image size at which whole PPO iterations are timed (default: the smallest)")
@@ -89,6 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     p.add_argument("--out", default="runs/benchmark", help="directory for results.csv and results.json "
                                                            "(default runs/benchmark)")
+    p.add_argument("--markdown", metavar="RESULTS_JSON", default=None,
+                   help="only print the table of an earlier run's results.json as Markdown, then exit")
     return p.parse_args(argv)
 
 
@@ -186,6 +188,11 @@ def machine_info(settings: Settings) -> dict:
     return info
 
 
+def _count(value: float) -> str:
+    """A rate for humans: thousands separators from 100 up, 3 significant figures below."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _fmt(value, digits: int = 1) -> str:
     if value is None:
         return "-"
@@ -208,10 +215,27 @@ def format_table(rows: list[dict]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for i, line in enumerate(lines):
-        out.append("  ".join(cell.ljust(w) if j < 4 else cell.rjust(w) for j, (cell, w) in enumerate(zip(line, widths))))
+        cells = (cell.ljust(w) if j < 4 else cell.rjust(w) for j, (cell, w) in enumerate(zip(line, widths)))
+        out.append("  ".join(cells))
         if i == 0:
             out.append("-" * len(out[0]))
     return "\n".join(out)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The rows as a Markdown table (steps/s rounded to 3 significant figures), for docs and the README."""
+
+    def sig(value):
+        return "-" if value is None else f"{float(f'{value:.3g}'):,.0f}" if value >= 100 else f"{value:.3g}"
+
+    lines = ["| env | N | px | stage | ours steps/s | ref steps/s | ours / ref | compile s |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
+        lines.append(f"| {r['env']} | {r['num_envs']} | {r['image_size']} | {r['stage']} | "
+                     f"{sig(r['ours_steps_per_s'])} | {sig(r['ref_steps_per_s'])} | {ratio} | "
+                     f"{r['ours_compile_s']:.0f} |")
+    return "\n".join(lines)
 
 
 def _ratio(reference: float | None, ours: float | None) -> float | None:
@@ -234,6 +258,7 @@ class Benchmark:
         self.rows: list[dict] = []
         self.agreement: list[dict] = []
         self.notes: list[str] = []
+        self.rewards: dict = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -250,15 +275,22 @@ class Benchmark:
         if self.torch_model is not None:
             import torch
 
+            import jax
+
             self.torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+            if jax.default_backend() != "cpu" and self.torch_device == "cpu":
+                self.notes.append(f"JAX runs on {jax.default_backend()} but this torch has no CUDA: the reference's "
+                                  f"CLIP runs on the CPU; install a CUDA build of torch for a GPU reference")
 
     def _reward(self, env_name: str):
+        """The goal-baseline reward (alpha 0) of the env's paper prompts, embedded once per run."""
         from benchmarks.stages import task_prompts
         from vlmrm_jax.rewards import GoalBaselineReward
 
-        goal, baseline = task_prompts(env_name)
-        return GoalBaselineReward.from_embeddings(self.clip.embed_text([goal]), self.clip.embed_text([baseline]),
-                                                  alpha=0.0)
+        if env_name not in self.rewards:
+            embeddings = self.clip.embed_text(list(task_prompts(env_name)))  # [goal, baseline]
+            self.rewards[env_name] = GoalBaselineReward.from_embeddings(embeddings[:1], embeddings[1:], alpha=0.0)
+        return self.rewards[env_name]
 
     # ------------------------------------------------------------------ one configuration
 
@@ -295,7 +327,8 @@ class Benchmark:
         if reference is not None:
             reference.step()  # warm-up: GL context, torch allocations
             self.ref_threads = clip_reward.tune_threads(reference.frames)
-            self.log(f"{label} reference: torch uses {self.ref_threads} thread(s) (the faster of 1 and all cores)")
+            self.log(f"{label} reference: torch uses {self.ref_threads} thread(s) (all cores only when >= 20% "
+                     f"faster than 1)")
             if not any(a["env"] == env_name for a in self.agreement):
                 self._check_agreement(env_name, reward, reference, clip_reward)
         ref_rounds = []
@@ -415,9 +448,9 @@ class Benchmark:
             ref = s.roofline_batch / statistics.median(seconds)
             entry.update(ref_images_per_s=ref, ref_fraction_of_peak=ref * gflops / (peak * 1e3))
         self.log(f"[roofline] {s.model} {entry['dtype']} {self.clip.image_size}px: {gflops:.3g} GFLOP/image, peak "
-                 f"{peak:.3g} TFLOP/s ({source}) -> limit {entry['limit_images_per_s']:,.0f} images/s; ours "
-                 f"{ours:,.0f} images/s = {100 * entry['ours_fraction_of_peak']:.1f}% of peak"
-                 + (f"; reference {entry['ref_images_per_s']:,.0f} images/s = "
+                 f"{peak:.3g} TFLOP/s ({source}) -> limit {_count(entry['limit_images_per_s'])} images/s; ours "
+                 f"{_count(ours)} images/s = {100 * entry['ours_fraction_of_peak']:.1f}% of peak"
+                 + (f"; reference {_count(entry['ref_images_per_s'])} images/s = "
                     f"{100 * entry['ref_fraction_of_peak']:.1f}%" if entry["ref_images_per_s"] else ""))
         return entry
 
@@ -470,9 +503,9 @@ class Benchmark:
         start = time.perf_counter()
         device = jax.devices()[0]
         info = machine_info(s)
+        torch_info = f", torch {info['torch']} on {info['torch_device']}" if "torch" in info else ""
         self.log(f"device: {device.platform} ({device.device_kind}), {info['cpu_count']} CPU cores ({info['cpu']}); "
-                 f"jax {info['jax']}, mujoco {info['mujoco']}" + (f", torch {info['torch']} on "
-                                                                   f"{info['torch_device']}" if "torch" in info else ""))
+                 f"jax {info['jax']}, mujoco {info['mujoco']}{torch_info}")
         self._load_models()
         self.log(f"model: {s.model} ({self.clip.image_size}px input, {'bfloat16' if s.bfloat16 else 'float32'})")
         with contextlib.ExitStack() as stack:
@@ -520,11 +553,11 @@ def summary_lines(results: dict) -> list[str]:
     """The table, the roofline and the targets as printable lines."""
     lines = [format_table(results["rows"]), ""]
     for r in results["roofline"]:
-        ref = (f"; reference {r['ref_images_per_s']:,.0f} images/s ({100 * r['ref_fraction_of_peak']:.1f}%)"
+        ref = (f"; reference {_count(r['ref_images_per_s'])} images/s ({100 * r['ref_fraction_of_peak']:.1f}%)"
                if r.get("ref_images_per_s") else "")
         lines.append(f"roofline {r['model']} {r['dtype']} {r['image_size']}px: {r['gflops_per_image']:.3g} "
-                     f"GFLOP/image, limit {r['limit_images_per_s']:,.0f} images/s at {r['peak_tflops']:.3g} "
-                     f"TFLOP/s ({r['peak_source']}); ours {r['ours_images_per_s']:,.0f} images/s "
+                     f"GFLOP/image, limit {_count(r['limit_images_per_s'])} images/s at {r['peak_tflops']:.3g} "
+                     f"TFLOP/s ({r['peak_source']}); ours {_count(r['ours_images_per_s'])} images/s "
                      f"({100 * r['ours_fraction_of_peak']:.1f}%){ref}")
     for t in results["targets"]:
         where = f" [{t['env']} N={t['num_envs']}]" if "env" in t else ""
@@ -537,6 +570,14 @@ def summary_lines(results: dict) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.markdown:
+        try:
+            rows = json.loads(Path(args.markdown).read_text())["rows"]
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: --markdown {args.markdown} is not a readable results.json ({e})", file=sys.stderr)
+            return 2
+        print(markdown_table(rows))
+        return 0
     try:
         settings = Settings.from_args(args)
         results = Benchmark(settings, log=lambda line: print(line, flush=True)).run()

@@ -22,7 +22,8 @@ def _positive_finite(value) -> bool:
 def test_cli_end_to_end_writes_table_csv_and_json(tmp_path, tiny_clip_dir, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("pygame")
-    code = throughput.main(["--env", "cartpole", *TOY, "--model", str(tiny_clip_dir), "--out", str(tmp_path)])
+    code = throughput.main(["--env", "cartpole", *TOY, "--model", str(tiny_clip_dir), "--peak-tflops", "0.1",
+                            "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out
     for column in ("ours ms/batch", "ours steps/s", "compile s", "ref ms/batch", "ref steps/s", "speedup"):
@@ -51,6 +52,11 @@ def test_cli_end_to_end_writes_table_csv_and_json(tmp_path, tiny_clip_dir, capsy
     (agreement,) = results["agreement"]  # the reference's CLIP is the same model as ours
     assert agreement["max_abs_reward_difference"] < 1e-4
 
+    assert throughput.main(["--markdown", str(tmp_path / "results.json")]) == 0
+    markdown = capsys.readouterr().out.splitlines()
+    assert markdown[0].startswith("| env |") and len(markdown) == 2 + len(rows)
+    assert any(line.startswith("| cartpole | 2 | 16 | end-to-end |") for line in markdown)
+
 
 def test_humanoid_reference_pipeline_times_every_stage_and_matches_our_reward(tiny_clip):
     pytest.importorskip("torch")
@@ -62,8 +68,8 @@ def test_humanoid_reference_pipeline_times_every_stage_and_matches_our_reward(ti
     from vlmrm_jax.rewards import GoalBaselineReward
 
     env = make_bench_env("humanoid")
-    goal, baseline = task_prompts("humanoid")
-    reward = GoalBaselineReward.from_embeddings(tiny_clip.embed_text([goal]), tiny_clip.embed_text([baseline]), 0.0)
+    embeddings = tiny_clip.embed_text(list(task_prompts("humanoid")))  # [goal, baseline]
+    reward = GoalBaselineReward.from_embeddings(embeddings[:1], embeddings[1:], 0.0)
     clip_reward = TorchCLIPReward(torch_twin(tiny_clip), tiny_clip, reward)
     with headless_gl():
         pipeline = ReferencePipeline("humanoid", env, clip_reward, num_envs=2, image_size=24, episode_length=3)
@@ -82,13 +88,14 @@ def test_vision_flops_of_vit_b_32_and_device_peaks():
     from transformers import CLIPConfig
 
     from benchmarks.models import VIT_B_32_CONFIG, vision_gflops
-    from benchmarks.roofline import known_peak_tflops
+    from benchmarks.roofline import known_peak_tflops, measured_matmul_tflops
 
     assert vision_gflops(CLIPConfig(**VIT_B_32_CONFIG)) == pytest.approx(8.82, abs=0.01)  # ~4.4 GMACs
     assert known_peak_tflops("NVIDIA H100 80GB HBM3", bfloat16=True) == pytest.approx(989.4)
     assert known_peak_tflops("NVIDIA H100 PCIe", bfloat16=True) == pytest.approx(756.0)
     assert known_peak_tflops("NVIDIA A100-SXM4-40GB", bfloat16=False) == pytest.approx(156.0)
     assert known_peak_tflops("cpu", bfloat16=True) is None
+    assert 0 < measured_matmul_tflops(bfloat16=False, n=128, repeats=2) < 1e3
 
 
 @pytest.mark.parametrize("argv, needle", [
