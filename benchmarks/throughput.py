@@ -2,7 +2,7 @@
 
     python -m benchmarks.throughput                                   # CPU-sized defaults, tiny CLIP
     python -m benchmarks.throughput --model vit-b-32 --image-sizes 224 --num-envs 16
-    python -m benchmarks.throughput --model vit-b-32 --image-sizes 224 --num-envs 256,1024 --dtype bfloat16  # GPU
+    python -m benchmarks.throughput --model vit-b-32 --image-sizes 224 --num-envs 32,128 --dtype bfloat16 --steps 8  # GPU
 
 For every env, ``--num-envs`` value and ``--image-sizes`` value it times, interleaved round by round in the same
 process, our fused loop at four cumulative levels (physics; + rendering; + CLIP preprocessing and embedding;
