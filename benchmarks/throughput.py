@@ -2,19 +2,19 @@
 
     python -m benchmarks.throughput                                   # CPU-sized defaults, tiny CLIP
     python -m benchmarks.throughput --model vit-b-32 --image-sizes 224 --num-envs 16
-    python -m benchmarks.throughput --model vit-b-32 --image-sizes 224 --num-envs 32,128 --dtype bfloat16 --steps 8  # GPU
+    python -m benchmarks.throughput --model vit-b-32 --image-sizes 224 --num-envs 32,128 --dtype bfloat16  # GPU
 
 For every env, ``--num-envs`` value and ``--image-sizes`` value it times, interleaved round by round in the same
-process, our fused loop at four cumulative levels (physics; + rendering; + CLIP preprocessing and embedding;
-+ reward, i.e. the end-to-end training env step) and the reference pipeline's four stages (MuJoCo CPU physics,
-``mujoco.Renderer``, PyTorch CLIP, reward; see :mod:`benchmarks.reference`), then whole PPO iterations at
+process, our four stages one by one (physics; rendering; CLIP preprocessing and embedding; reward), our fused
+end-to-end step (the training env, one jitted program), and the reference pipeline's four stages (MuJoCo CPU
+physics, ``mujoco.Renderer``, PyTorch CLIP, reward; see :mod:`benchmarks.reference`), then whole PPO iterations at
 ``--ppo-image-size``. Compile time is reported apart from the steady state (median of ``--repeats`` calls of
-``--steps`` env steps each). Then a roofline line per CLIP: encoder images/s against the device's FLOP limit.
+``--steps`` env steps each). Then a roofline line: encoder images/s against the device's FLOP limit.
 
 Prints a table and writes ``results.csv`` and ``results.json`` (rows, roofline, targets, machine) into ``--out``.
 ``ms/batch`` is the wall-clock time of one env step of all ``num_envs`` environments; ``speedup`` is the reference's
-time over ours (ours' env-steps/s over the reference's), cumulative up to that level; ``stage x`` the same for the
-stage alone. PyTorch is needed only for the reference: ``pip install -e ".[bench]"``, or pass ``--no-reference``.
+time over ours (ours' env-steps/s over the reference's); the reference's end-to-end is the sum of its stages.
+PyTorch is needed only for the reference: ``pip install -e ".[bench]"``, or pass ``--no-reference``.
 """
 
 from __future__ import annotations
