@@ -308,7 +308,7 @@ def fit(clip: CLIP, train: CaptionedFrames, config: TrainConfig, out: str | Path
                 last_save = time.monotonic()
             bar.update(1)
         bar.close()
-        if int(state.step) > start or not resume:
+        if checkpoints.latest_step() != int(state.step):
             checkpoints.save(int(state.step), state, {"step": int(state.step), "config": dataclasses.asdict(config)})
         record = run_eval(int(state.step))
         if record:
