@@ -5,18 +5,21 @@ The result has exactly the layout of OpenAI CLIP's tokenizer (Radford et al. 202
 symbols with the end-of-word marker ``</w>``, then one token per merge in merge order, then ``<|startoftext|>`` and
 ``<|endoftext|>`` (the highest id, which CLIP's text tower pools at). Because every byte and its end-of-word form are
 in the vocabulary, any text encodes without unknown tokens; the corpus only decides which merges exist (how many
-tokens a word takes). The merges are learned by the ``tokenizers`` library's BPE trainer, run on the very
-normaliser and pre-tokeniser that transformers builds for CLIP.
+tokens a word takes). The merges are learned by plain BPE (Sennrich et al. 2016: repeatedly merge the most frequent
+adjacent pair) on the words that the very normaliser and pre-tokeniser transformers builds for CLIP make of the
+corpus, with ties broken by the pair's text, so the same corpus always gives the same tokenizer (the ``tokenizers``
+library's trainer breaks ties in a per-process random order, which made rebuilt models differ).
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tokenizers import pre_tokenizers, trainers
+from tokenizers import pre_tokenizers
 from transformers import CLIPTokenizerFast
 
 from vlmrm_jax.errors import VlmrmError
@@ -44,6 +47,47 @@ def _write_clip_files(out_dir: Path, merges: Sequence[tuple[str, str]]) -> tuple
     vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     merges_file.write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
     return vocab_file, merges_file
+
+
+def learn_bpe_merges(words: Mapping[str, int], max_merges: int) -> list[tuple[str, str]]:
+    """Byte-pair-encoding merges (Sennrich et al. 2016), deterministically.
+
+    Each word is split into its characters with the end-of-word marker on the last one (CLIP's ``</w>``); then, up to
+    ``max_merges`` times, the adjacent pair with the highest count (summed over words, weighted by word frequency) is
+    merged everywhere; ties go to the lexicographically smallest (left, right) pair.
+
+    Args:
+        words: pre-tokenised word (byte-level symbols, as CLIP's pre-tokeniser outputs) -> frequency.
+        max_merges: at most this many merges; fewer when no pair is left.
+
+    Returns:
+        The merges in order, e.g. ``[("e", "r</w>"), ...]``.
+    """
+    segmented = {tuple(word[:-1]) + (word[-1] + END_OF_WORD,): count for word, count in words.items() if word}
+    merges: list[tuple[str, str]] = []
+    while len(merges) < max_merges:
+        pairs: Counter = Counter()
+        for symbols, count in segmented.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        merged = best[0] + best[1]
+        updated: dict[tuple[str, ...], int] = {}
+        for symbols, count in segmented.items():
+            out, i = [], 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(symbols[i])
+                    i += 1
+            updated[tuple(out)] = updated.get(tuple(out), 0) + count
+        segmented = updated
+    return merges
 
 
 def build_clip_tokenizer(out_dir: str | Path, corpus: Sequence[str], vocab_size: int = 1000,
@@ -83,12 +127,10 @@ def build_clip_tokenizer(out_dir: str | Path, corpus: Sequence[str], vocab_size:
         # A merge-free CLIP tokenizer supplies transformers' CLIP normaliser and pre-tokeniser for training.
         vocab_file, merges_file = _write_clip_files(Path(scratch), [])
         backend = CLIPTokenizerFast(vocab_file=str(vocab_file), merges_file=str(merges_file)).backend_tokenizer
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  end_of_word_suffix=END_OF_WORD, show_progress=False)
-    backend.train_from_iterator(list(corpus), trainer=trainer)
-    learned = json.loads(backend.to_str())["model"]["merges"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned]
-    vocab_file, merges_file = _write_clip_files(out_dir, merges[: vocab_size - MIN_VOCAB_SIZE])
+    words = Counter(piece for text in corpus
+                    for piece, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text)))
+    merges = learn_bpe_merges(words, vocab_size - MIN_VOCAB_SIZE)
+    vocab_file, merges_file = _write_clip_files(out_dir, merges)
     tokenizer = CLIPTokenizerFast(vocab_file=str(vocab_file), merges_file=str(merges_file),
                                   model_max_length=model_max_length)
     tokenizer.save_pretrained(out_dir)
