@@ -201,6 +201,19 @@ def test_shipped_models_are_small_complete_and_know_their_paper_prompts(name):
     assert held_out["mean_auroc_alpha_0"] > 0.9  # the quality measured when it was built (docs/offline_models.md)
 
 
+def test_tokenizer_rebuilds_identically_and_learns_the_most_frequent_pairs_first(tmp_path):
+    from vlmrm_jax.models.tokenizer import build_clip_tokenizer, learn_bpe_merges
+
+    # counts: (a, b</w>) 3, then (c, d</w>) 2, then a tie of ones that goes to the smaller pair (a, b)
+    assert learn_bpe_merges({"abab": 1, "ab": 2, "cd": 2}, 3) == [("a", "b</w>"), ("c", "d</w>"), ("a", "b")]
+    assert learn_bpe_merges({"ab": 1}, 5) == [("a", "b</w>")]  # stops when nothing is left to merge
+    corpus = TOY_CAPTIONS.captions + ["a humanoid robot kneeling", "pole and cart"]  # many equally frequent pairs
+    first = build_clip_tokenizer(tmp_path / "a", corpus, vocab_size=700)
+    second = build_clip_tokenizer(tmp_path / "b", corpus, vocab_size=700)
+    assert (tmp_path / "a" / "merges.txt").read_text() == (tmp_path / "b" / "merges.txt").read_text()
+    assert first.get_vocab() == second.get_vocab()
+
+
 # --- CLI ---
 
 
