@@ -230,3 +230,5 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "holds no run" in capsys.readouterr().err
     assert main(["--env", "cartpole", "--out", str(tmp_path / "d"), "--model", "x", "--width", "8"]) == 2
     assert "only apply from scratch" in capsys.readouterr().err
+    assert main(["--env", "cartpole", "--out", str(tmp_path / "e"), "--model", "x", "--from-scratch"]) == 2
+    assert "exclude each other" in capsys.readouterr().err

@@ -180,8 +180,8 @@ def make_train_step(clip: CLIP, optimizer: optax.GradientTransformation, text: T
         shift_pixels: augmentation (see :func:`random_shift`).
 
     The step takes ``images`` uint8 [B, H, W, 3], ``labels`` bool [B, K], ``key`` a PRNG key, and returns metrics
-    (float32 [] each): the loss terms of :func:`contrastive_loss`, ``grad_norm`` and ``learning_rate``-free
-    diagnostics. ``state`` is donated.
+    (float32 [] each): the loss terms of :func:`contrastive_loss` and the gradient's global norm ``grad_norm``.
+    ``state`` is donated (its buffers are reused for the new state).
     """
     static = clip.replace(params=None)
 
