@@ -1,17 +1,18 @@
 """Reward landscape of the CLIP reward on CartPole or MountainCar, and its EPIC distance to the true reward.
 
-    python -m experiments.reward_landscape --env cartpole --out docs/results/landscape_cartpole
+    python -m experiments.reward_landscape --env cartpole --out runs/landscape_cartpole
     python -m experiments.reward_landscape --env mountain_car --look flat --alphas 0,0.5,1 --out runs/mc_flat
     python -m experiments.reward_landscape --env cartpole --sweep pole_angle=-1:1:41 --out runs/cp_narrow
 
 VLM-RM's check of the reward's shape (Rocamonde et al. 2023, section 4.2): sweep the state variable that matters
 (CartPole: cart position x pole angle; MountainCar: car position; velocities 0), render each state with the env's
-renderer, embed it with CLIP once, and score it with the goal-baseline reward for every alpha. Writes into --out:
+renderer, embed it with CLIP once, and score it with the goal-baseline reward for every alpha. Writes into --out
+(NAME is --name, default "landscape"):
 
-* landscape.png: the CLIP reward per alpha against the swept variables, with the true reward (rescaled to [0, 1]);
-* landscape.csv: one row per grid state: the swept values, the true reward, the CLIP reward per alpha;
-* epic.json: the EPIC distance (Gleave et al. 2020) between the CLIP reward at each alpha and the true reward, over
-  the swept grid as coverage distribution (see vlmrm_jax/eval/landscape.py), with the model and settings.
+* NAME.png: the CLIP reward per alpha against the swept variables, with the true reward (rescaled to [0, 1]);
+* NAME.csv: one row per grid state: the swept values, the true reward, the CLIP reward per alpha;
+* NAME_epic.json: the EPIC distance (Gleave et al. 2020) between the CLIP reward at each alpha and the true reward,
+  over the swept grid as coverage distribution (see vlmrm_jax/eval/landscape.py), with the model and settings.
 
 Bad input (unknown env, alphas outside [0, 1], an empty sweep range...) exits 2 with one ``error: ...`` line.
 """
@@ -97,12 +98,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, help="render size in pixels (default: the CLIP's input size)")
     p.add_argument("--batch-size", type=int, default=64, help="frames rendered and embedded at once")
     p.add_argument("--seed", type=int, default=0, help="seed of EPIC's coverage samples")
-    p.add_argument("--out", required=True, help="output directory (landscape.png, landscape.csv, epic.json)")
+    p.add_argument("--out", required=True, help="output directory (NAME.png, NAME.csv, NAME_epic.json)")
+    p.add_argument("--name", default="landscape", help="file name stem of the outputs (default: landscape)")
     return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace, log=print) -> dict:
-    """Computes the landscape and EPIC distances and writes the three files; returns the epic.json content.
+    """Computes the landscape and EPIC distances and writes the three files; returns the NAME_epic.json content.
 
     Raises:
         VlmrmError: on any bad input (the message names it and the fix).
@@ -133,6 +135,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise VlmrmError(f"--out {out} is a file; choose a directory")
+    if not args.name or Path(args.name).name != args.name or args.name.startswith("."):
+        raise VlmrmError(f"--name {args.name!r} must be a plain file name stem, e.g. landscape_cartpole")
 
     model, why = choose_model(args.model, env=args.env)
     log(f"model: {model} ({why})")
@@ -150,14 +154,14 @@ def run(args: argparse.Namespace, log=print) -> dict:
     distances = epic_per_alpha(task, env, grid, clip_rewards, jax.random.PRNGKey(args.seed))
 
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "landscape.csv", "w", newline="") as f:
+    with open(out / f"{args.name}.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([a.name for a in axes] + ["true_reward"] + [f"clip_reward_alpha_{a:g}" for a in alphas])
         for i in range(len(grid)):
             writer.writerow([f"{v:.6g}" for v in grid[i]] + [f"{true_rewards[i]:.6g}"]
                             + [f"{r:.8g}" for r in clip_rewards[:, i]])
     look = f" ({env_options['look']})" if env_options else ""
-    plot_reward_landscape(axes, grid, true_rewards, clip_rewards, alphas, distances, out / "landscape.png",
+    plot_reward_landscape(axes, grid, true_rewards, clip_rewards, alphas, distances, out / f"{args.name}.png",
                           title=f"{args.env}{look}: CLIP reward ({model}) for '{' / '.join(prompts)}' vs "
                                 f"baseline '{' / '.join(baseline_prompts)}'")
     summary = {"env": args.env, "env_options": env_options, "model": model, "prompts": prompts,
@@ -165,7 +169,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
                "sweep": [dataclasses.asdict(a) for a in axes], "num_states": len(grid), "seed": args.seed,
                "coverage": "uniform over the swept grid (velocities 0), actions uniform in [-1, 1]",
                "epic": {f"{a:g}": float(d) for a, d in zip(alphas, distances)}}
-    (out / "epic.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"{args.name}_epic.json").write_text(json.dumps(summary, indent=2) + "\n")
     for a, d in zip(alphas, distances):
         log(f"alpha {a:g}: EPIC distance to the true reward {d:.4f}")
     return summary
@@ -179,7 +183,7 @@ def main(argv=None) -> int:
     except VlmrmError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"done: landscape.png, landscape.csv and epic.json are in {args.out}")
+    print(f"done: {args.name}.png, {args.name}.csv and {args.name}_epic.json are in {args.out}")
     return 0
 
 

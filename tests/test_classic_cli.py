@@ -31,6 +31,7 @@ def run_cli(module, argv, capsys):
     (["--env", "mountain_car", "--look", "photo"], "look='photo'"),
     (["--env", "cartpole", "--prompt", " "], "empty"),
     (["--env", "cartpole", "--batch-size", "0"], "batch-size"),
+    (["--env", "cartpole", "--name", "a/b"], "--name"),
 ])
 def test_landscape_bad_input_is_one_error_line(argv, needle, capsys, tmp_path, tiny_clip_dir):
     code, err, _ = run_cli(reward_landscape, argv + ["--model", str(tiny_clip_dir), "--out", str(tmp_path / "o")],
@@ -51,7 +52,7 @@ def test_landscape_writes_png_csv_and_epic(capsys, tmp_path, tiny_clip_dir):
     assert len(rows) == 12
     assert list(rows[0]) == ["position", "true_reward", "clip_reward_alpha_0", "clip_reward_alpha_1"]
     assert [float(r["true_reward"]) for r in rows[-2:]] == [0.0, 100.0]  # 0.436 is short of the flag, 0.6 past it
-    summary = json.loads((out / "epic.json").read_text())
+    summary = json.loads((out / "landscape_epic.json").read_text())
     assert summary["env_options"] == {"look": "textured"} and summary["num_states"] == 12
     assert set(summary["epic"]) == {"0", "1"} and all(0.0 <= d <= 1.0 for d in summary["epic"].values())
     assert "EPIC distance" in stdout
