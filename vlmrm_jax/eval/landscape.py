@@ -245,6 +245,14 @@ class CoverageSamples(NamedTuple):
 def coverage_samples(num_states: int, action_size: int, key: jax.Array) -> CoverageSamples:
     """Draws the coverage distribution of :func:`epic_per_alpha` (see the module docstring).
 
+    Args:
+        num_states: N, the number of grid states (states are int32 indices in [0, N)).
+        action_size: the env's action dimension.
+        key: PRNG key.
+
+    Returns:
+        :class:`CoverageSamples` with N transitions and M = N shaping samples.
+
     Raises:
         VlmrmError: if there are fewer than 2 grid states.
     """
