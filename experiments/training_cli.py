@@ -120,7 +120,7 @@ def make_config(task: Task, args: argparse.Namespace, log: Callable[[str], None]
     log(f"model: {model} ({why})")
     from vlmrm_jax.models.vocabulary import warn_unknown_prompts
 
-    warn_unknown_prompts(model, config.prompts + config.baseline_prompts, log=log)
+    warn_unknown_prompts(model, config.prompts + config.baseline_prompts, env=config.env, log=log)
     import jax
 
     devices = f", env batch split over {jax.device_count()} devices" if jax.device_count() > 1 else ""
