@@ -12,7 +12,7 @@ over the batches, so Python dispatch is paid once per call), with uniform random
 
 ``end-to-end`` is the fused loop itself: the training env of :func:`vlmrm_jax.envs.wrappers.wrap_for_vlm_training`
 (episode truncation, batching, render + CLIP + reward, automatic reset) scanned over ``steps`` env steps, one
-program, which is what PPO's rollouts run. :class:`PPOIterations` times whole PPO iterations
+program, which is what PPO's rollouts run. :func:`ppo_iterations` times whole PPO iterations
 (:class:`vlmrm_jax.rl.PPO`: rollouts through that env, then the updates).
 """
 
@@ -233,51 +233,24 @@ class PipelineStages:
                      env_steps=self.num_envs * self.steps)
 
 
-class PPOIterations:
-    """Whole PPO iterations (:class:`vlmrm_jax.rl.PPO`) on the end-to-end env: rollouts, then the updates.
+def ppo_iterations(stages: PipelineStages, unroll_length: int, num_minibatches: int = 4, epochs: int = 4,
+                   seed: int = 0) -> Timed:
+    """Whole PPO iterations (:class:`vlmrm_jax.rl.PPO`) on the end-to-end env, as a :class:`Timed` program.
 
     One iteration collects ``num_minibatches`` unrolls of ``unroll_length`` steps of ``num_envs`` envs (batch size =
     ``num_envs``) and runs ``epochs`` epochs of ``num_minibatches`` minibatch updates with brax's PPO networks.
-
-    Attributes:
-        compile_s: seconds for ``ppo.init`` (compile + run) and lowering + compiling ``ppo.iteration``.
-        first_call_s, seconds: as in :class:`Timed`.
-        env_steps: env steps per iteration.
+    ``compile_s`` includes ``ppo.init`` (compile + run); ``env_steps`` is the env steps per iteration.
     """
+    from vlmrm_jax.rl import PPO, PPOConfig
 
-    def __init__(self, stages: PipelineStages, unroll_length: int, num_minibatches: int = 4, epochs: int = 4,
-                 seed: int = 0):
-        from vlmrm_jax.rl import PPO, PPOConfig
-
-        self.name = "ppo"
-        config = PPOConfig(num_envs=stages.num_envs, unroll_length=unroll_length, batch_size=stages.num_envs,
-                           num_minibatches=num_minibatches, num_updates_per_batch=epochs,
-                           episode_length=stages.episode_length)
-        self.ppo = PPO(train_env(stages.env, stages.clip, stages.reward, config.episode_length,
-                                 render_fn=stages.render_fn), config)
-        self.env_steps = config.env_steps_per_iteration
-        start = time.perf_counter()
-        state = jax.block_until_ready(self.ppo.init(jax.random.PRNGKey(seed)))
-        self.compiled = self.ppo.iteration.lower(state).compile()
-        self.compile_s = time.perf_counter() - start
-        start = time.perf_counter()
-        self.state = jax.block_until_ready(self.compiled(state)[0])
-        self.first_call_s = time.perf_counter() - start
-        self.seconds: list[float] = []
-
-    def __call__(self) -> float:
-        """Runs one iteration; returns (and records) its wall-clock seconds."""
-        start = time.perf_counter()
-        self.state, metrics = self.compiled(self.state)
-        jax.block_until_ready((self.state, metrics))
-        elapsed = time.perf_counter() - start
-        self.seconds.append(elapsed)
-        return elapsed
-
-    @property
-    def median_s(self) -> float:
-        """Median seconds per iteration over the timed calls."""
-        return statistics.median(self.seconds)
+    config = PPOConfig(num_envs=stages.num_envs, unroll_length=unroll_length, batch_size=stages.num_envs,
+                       num_minibatches=num_minibatches, num_updates_per_batch=epochs,
+                       episode_length=stages.episode_length)
+    ppo = PPO(train_env(stages.env, stages.clip, stages.reward, config.episode_length, render_fn=stages.render_fn),
+              config)
+    state, init_s = timed_setup(ppo.init, jax.random.PRNGKey(seed))
+    return Timed("ppo", lambda state: ppo.iteration(state)[0], state, config.env_steps_per_iteration,
+                 setup_s=init_s)
 
 
 def clip_only_program(clip, batch: int, seed: int = 0) -> Timed:

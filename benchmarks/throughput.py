@@ -303,7 +303,7 @@ class Benchmark:
 
     def _configuration(self, env_name: str, env, reward, clip_reward, state, size: int, physics) -> None:
         from benchmarks.reference import ReferencePipeline
-        from benchmarks.stages import PipelineStages, PPOIterations, episode_length
+        from benchmarks.stages import PipelineStages, episode_length, ppo_iterations
 
         s = self.s
         num_envs = int(state.reward.shape[0])
@@ -345,7 +345,7 @@ class Benchmark:
             reference.close()
         ppo = None
         if s.ppo_image_size == size:
-            ppo = self._compile(label, lambda: PPOIterations(stages, unroll_length=s.steps, seed=s.seed))
+            ppo = self._compile(label, lambda: ppo_iterations(stages, unroll_length=s.steps, seed=s.seed))
             for r in range(s.repeats):
                 seconds = ppo()
                 self.log(f"{label} ppo iteration {r + 1}/{s.repeats}: {seconds:.2f} s "

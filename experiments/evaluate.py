@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vlmrm_jax.errors import VlmrmError
+from experiments import run_cli
 
 
 def main(argv=None) -> int:
@@ -23,14 +23,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from vlmrm_jax.pipeline import evaluate_run
 
-    try:
+    def work():
         summary = evaluate_run(args.run, episodes=args.episodes, seed=args.seed)
-    except VlmrmError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for k, v in summary.items():
-        print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
-    return 0
+        for k, v in summary.items():
+            print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+
+    return run_cli(work)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from experiments import run_cli
 from vlmrm_jax.errors import VlmrmError
 
 
@@ -66,13 +67,9 @@ def generate(env: str, num_frames: int, seed: int, out: str, *, image_size: int 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        generate(args.env, args.num_frames, args.seed, args.out, image_size=args.image_size,
-                 shadows=not args.no_shadows, chunk_size=args.chunk_size, overwrite=args.overwrite)
-    except VlmrmError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: generate(args.env, args.num_frames, args.seed, args.out, image_size=args.image_size,
+                                    shadows=not args.no_shadows, chunk_size=args.chunk_size,
+                                    overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import json
 import sys
 from pathlib import Path
 
+from experiments import run_cli
 from vlmrm_jax.errors import VlmrmError
 
 DEFAULT_ALPHAS = "0,0.25,0.5,0.75,1"
@@ -178,13 +179,10 @@ def run(args: argparse.Namespace, log=print) -> dict:
 def main(argv=None) -> int:
     """Runs the CLI; returns the exit code (0 done, 2 bad input)."""
     args = parse_args(argv)
-    try:
-        run(args)
-    except VlmrmError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"done: {args.name}.png, {args.name}.csv and {args.name}_epic.json are in {args.out}")
-    return 0
+    code = run_cli(lambda: run(args))
+    if code == 0:
+        print(f"done: {args.name}.png, {args.name}.csv and {args.name}_epic.json are in {args.out}")
+    return code
 
 
 if __name__ == "__main__":

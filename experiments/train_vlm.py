@@ -23,6 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from experiments import run_cli
 from vlmrm_jax.atomic import atomic_directory
 from vlmrm_jax.errors import VlmrmError
 
@@ -221,16 +222,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        run(args)
-    except VlmrmError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python -m experiments.train_vlm --env {args.env} --out {args.out} "
-              f"--resume", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(lambda: run(args),
+                   resume_command=f"python -m experiments.train_vlm --env {args.env} --out {args.out} --resume")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from typing import Any, Callable
 
+from experiments import run_cli
 from vlmrm_jax.errors import VlmrmError
 
 #: PPO flags exposed on every training CLI (``--unroll-length`` -> PPOConfig.unroll_length, ...).
@@ -135,14 +135,9 @@ def main(task: Task, argv=None) -> int:
     args = parse_args(task, argv)
     from vlmrm_jax.pipeline import train_run
 
-    try:
+    def work():
         config = None if args.resume else make_config(task, args)
         train_run(config, args.out, resume=args.resume)
-    except VlmrmError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: {task.prog} --out {args.out} --resume", file=sys.stderr)
-        return 130
-    print(f"done: metrics, checkpoints, reward curve, policy, video and eval.json are in {args.out}")
-    return 0
+        print(f"done: metrics, checkpoints, reward curve, policy, video and eval.json are in {args.out}")
+
+    return run_cli(work, resume_command=f"{task.prog} --out {args.out} --resume")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import run_cli
 from vlmrm_jax.errors import VlmrmError
 
 #: (name, start pose, end pose, goal concept, x-axis label) of the humanoid reward-landscape sweeps.
@@ -202,12 +203,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        run(args)
-    except VlmrmError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":
