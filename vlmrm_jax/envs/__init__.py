@@ -36,9 +36,15 @@ def _mountain_car(**kwargs) -> Env:
     return MountainCar(**kwargs)
 
 
+def _stacking(**kwargs) -> Env:
+    from vlmrm_jax.envs.stacking.env import Stacking
+
+    return Stacking(**kwargs)
+
+
 #: Environment name -> constructor (keyword options: MountainCar's ``look``).
 ENVIRONMENTS: dict[str, Callable[..., Env]] = {"humanoid": _humanoid, "cartpole": _cartpole,
-                                               "mountain_car": _mountain_car}
+                                               "mountain_car": _mountain_car, "stacking": _stacking}
 
 
 def make_env(name: str, **kwargs) -> Env:
