@@ -91,7 +91,7 @@ class MujocoHumanoid:
     def __init__(self, env, num_envs: int, image_size: int, episode_length: int, seed: int = 0):
         import mujoco
 
-        from vlmrm_jax.render import HUMANOID_CAMERA
+        from vlmrm_jax.envs.humanoid.camera import HUMANOID_CAMERA
 
         self.mujoco = mujoco
         self.model = env.sys.mj_model

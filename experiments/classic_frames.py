@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vlmrm_jax.render.classic import make_cartpole_renderer, make_mountain_car_renderer
+    from vlmrm_jax.envs.classic.render import make_cartpole_renderer, make_mountain_car_renderer
 
     try:
         cartpole = make_cartpole_renderer(args.size, args.size)

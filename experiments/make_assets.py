@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
-from vlmrm_jax.render.classic import (ASSETS_DIR, CANVAS_HEIGHT, CANVAS_WIDTH, MOUNTAIN_CAR_GOAL_POSITION,
+from vlmrm_jax.envs.classic.render import (ASSETS_DIR, CANVAS_HEIGHT, CANVAS_WIDTH, MOUNTAIN_CAR_GOAL_POSITION,
                                       MOUNTAIN_CAR_MIN_POSITION, MOUNTAIN_CAR_SCALE, mountain_car_height)
 
 SPRITE_SIZE = (256, 112)  # width, height in texels

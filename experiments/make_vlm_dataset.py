@@ -45,7 +45,8 @@ def generate(env: str, num_frames: int, seed: int, out: str, *, image_size: int 
     """
     from tqdm.auto import tqdm
 
-    from vlmrm_jax.datasets import load_dataset, make_source, write_dataset
+    from vlmrm_jax.datasets import load_dataset, write_dataset
+    from vlmrm_jax.envs import make_source
 
     if num_frames <= 0:
         raise VlmrmError(f"--num-frames={num_frames} must be a positive integer")

@@ -18,7 +18,7 @@ import sys
 from experiments import training_cli
 from vlmrm_jax.envs.classic import EPISODE_LENGTH, MOUNTAIN_CAR_BASELINE_PROMPT, MOUNTAIN_CAR_PROMPT
 from vlmrm_jax.errors import VlmrmError
-from vlmrm_jax.render.classic import MOUNTAIN_CAR_LOOKS
+from vlmrm_jax.envs.classic.render import MOUNTAIN_CAR_LOOKS
 
 #: Sizes per device kind. Calibrated like CartPole's (experiments/cartpole.py) with ideal rewards: one rising with the
 #: car position, or a step at the flag, reach 100% success within ~300k env steps (the policy must learn to swing back

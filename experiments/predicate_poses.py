@@ -2,9 +2,9 @@
 
     MUJOCO_GL=egl python -m experiments.predicate_poses [--out docs/predicate_poses.png] [--size 240]
 
-Each pose of :data:`vlmrm_jax.eval.reference_poses.REFERENCE_POSES` is rendered by MuJoCo's native renderer (headless:
+Each pose of :data:`vlmrm_jax.envs.humanoid.reference_poses.REFERENCE_POSES` is rendered by MuJoCo's native renderer (headless:
 MUJOCO_GL=egl, the default here, or osmesa) from the front-right, and the predicates of
-:data:`vlmrm_jax.eval.predicates.PREDICATES` that hold in it, evaluated in JAX on the MJX state, are written under it.
+:data:`vlmrm_jax.envs.humanoid.predicates.PREDICATES` that hold in it, evaluated in JAX on the MJX state, are written under it.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 from mujoco import mjx  # noqa: E402
 
 from vlmrm_jax.envs.humanoid import Humanoid  # noqa: E402
-from vlmrm_jax.eval.predicates import evaluate_predicates  # noqa: E402
-from vlmrm_jax.eval.reference_poses import REFERENCE_POSES, pose_data  # noqa: E402
+from vlmrm_jax.envs.humanoid.predicates import evaluate_predicates  # noqa: E402
+from vlmrm_jax.envs.humanoid.reference_poses import REFERENCE_POSES, pose_data  # noqa: E402
 
 COLUMNS = 6
 LOOKAT_ABOVE_COM = 0.1  # m: the camera looks at a point this far above the centre of mass

@@ -32,7 +32,8 @@ def benchmark(sizes: list[int], batch: int, repeats: int) -> list[str]:
     from mujoco import mjx
 
     from experiments.render_compare import humanoid_pose
-    from vlmrm_jax.render import HUMANOID_CAMERA, RenderConfig, Renderer
+    from vlmrm_jax.envs.humanoid.camera import HUMANOID_CAMERA
+    from vlmrm_jax.render import RenderConfig, Renderer
 
     mj_model = mujoco.MjModel.from_xml_path(os.path.join(os.path.dirname(brax.__file__), "envs/assets/humanoid.xml"))
     sys_ = mjcf.load_model(mj_model)

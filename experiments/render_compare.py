@@ -72,7 +72,8 @@ def compare(size: int, seed: int, shadows: bool) -> tuple[np.ndarray, list[str]]
     from brax.io import mjcf
     from mujoco import mjx
 
-    from vlmrm_jax.render import HUMANOID_CAMERA, RenderConfig, Renderer, to_uint8
+    from vlmrm_jax.envs.humanoid.camera import HUMANOID_CAMERA
+    from vlmrm_jax.render import RenderConfig, Renderer, to_uint8
 
     mj_model = mujoco.MjModel.from_xml_path(os.path.join(os.path.dirname(brax.__file__), "envs/assets/humanoid.xml"))
     sys_ = mjcf.load_model(mj_model)

@@ -114,7 +114,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
     import numpy as np
 
     from vlmrm_jax.envs import make_env
-    from vlmrm_jax.eval.landscape import epic_per_alpha, landscape_task, make_landscape_fn, sweep_grid
+    from vlmrm_jax.envs import landscape_task
+    from vlmrm_jax.eval.landscape import epic_per_alpha, make_landscape_fn, sweep_grid
     from vlmrm_jax.eval.plots import plot_reward_landscape
     from vlmrm_jax.models import CLIP
     from vlmrm_jax.pipeline import choose_model

@@ -99,8 +99,8 @@ def humanoid_landscape(clip, alphas, png: Path, points: int, log=print) -> list[
     import matplotlib.pyplot as plt
     import mujoco
 
-    from vlmrm_jax.datasets.humanoid import HUMANOID_CAPTIONS, HumanoidSource
-    from vlmrm_jax.eval.reference_poses import REFERENCE_POSES
+    from vlmrm_jax.envs.humanoid.captions import HUMANOID_CAPTIONS, HumanoidSource
+    from vlmrm_jax.envs.humanoid.reference_poses import REFERENCE_POSES
     from vlmrm_jax.models.evaluation import embed_frames
     from vlmrm_jax.rewards import GoalBaselineReward
 
@@ -161,7 +161,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
         VlmrmError: unknown env or model, bad dataset, a dataset of another env.
     """
     from experiments.make_vlm_dataset import generate
-    from vlmrm_jax.datasets import SOURCES, load_dataset
+    from vlmrm_jax.datasets import load_dataset
+    from vlmrm_jax.envs import SOURCES
     from vlmrm_jax.errors import DatasetError
     from vlmrm_jax.models import CLIP
     from vlmrm_jax.models.evaluation import evaluate_prompts

@@ -18,7 +18,7 @@ from vlmrm_jax.envs.classic import (MOUNTAIN_CAR_BASELINE_PROMPT, MOUNTAIN_CAR_P
                                     MountainCar, MountainCarState)
 from vlmrm_jax.envs.wrappers import STEP_METRICS, wrap_for_vlm_training  # noqa: E402
 from vlmrm_jax.errors import VlmrmError  # noqa: E402
-from vlmrm_jax.render import classic as render  # noqa: E402
+from vlmrm_jax.envs.classic import render  # noqa: E402
 from vlmrm_jax.rewards import GoalBaselineReward  # noqa: E402
 
 ENVS = {"cartpole": CartPole, "mountain_car": MountainCar}

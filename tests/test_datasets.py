@@ -11,8 +11,9 @@ import pytest
 from mujoco import mjx
 from vlm_toy_data import TOY_CAPTIONS, ToySource
 
-from vlmrm_jax.datasets import CaptionSet, Concept, load_dataset, make_source, unknown_prompts, write_dataset
-from vlmrm_jax.datasets.classic import cartpole_labels, mountain_car_labels
+from vlmrm_jax.datasets import CaptionSet, Concept, load_dataset, unknown_prompts, write_dataset
+from vlmrm_jax.envs import make_source
+from vlmrm_jax.envs.classic.captions import cartpole_labels, mountain_car_labels
 from vlmrm_jax.errors import DatasetError, VlmrmError
 
 # --- caption vocabularies ---
@@ -46,11 +47,11 @@ def test_unknown_prompts_ignore_case_spaces_and_full_stop():
 
 
 def test_every_paper_prompt_is_a_caption():
-    from vlmrm_jax.datasets.classic import CARTPOLE_CAPTIONS, MOUNTAIN_CAR_CAPTIONS
-    from vlmrm_jax.datasets.humanoid import HUMANOID_CAPTIONS
+    from vlmrm_jax.envs.classic.captions import CARTPOLE_CAPTIONS, MOUNTAIN_CAR_CAPTIONS
+    from vlmrm_jax.envs.humanoid.captions import HUMANOID_CAPTIONS
     from vlmrm_jax.envs.classic import CARTPOLE_BASELINE_PROMPT, CARTPOLE_PROMPT, MOUNTAIN_CAR_BASELINE_PROMPT
     from vlmrm_jax.envs.classic import MOUNTAIN_CAR_PROMPT
-    from vlmrm_jax.eval.predicates import PROMPT_TO_TASK
+    from vlmrm_jax.envs.humanoid.predicates import PROMPT_TO_TASK
 
     assert HUMANOID_CAPTIONS.goal_prompts == {task: prompt for prompt, task in PROMPT_TO_TASK.items()}
     assert HUMANOID_CAPTIONS.baseline_prompt == "a humanoid robot"
@@ -191,7 +192,7 @@ def test_humanoid_rollout_states_come_from_random_actions():
 
 
 def test_humanoid_frames_are_labelled_by_the_predicates_of_their_settled_state(humanoid_frames):
-    from vlmrm_jax.eval.predicates import evaluate_predicates
+    from vlmrm_jax.envs.humanoid.predicates import evaluate_predicates
 
     source, batch = humanoid_frames
     assert batch.images.shape == (8, 32, 32, 3) and batch.images.dtype == np.uint8

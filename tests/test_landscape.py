@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vlmrm_jax.envs import make_env
+from vlmrm_jax.envs import landscape_task, make_env
 from vlmrm_jax.errors import VlmrmError
 from vlmrm_jax.eval import landscape
 from vlmrm_jax.eval.landscape import SweepAxis
-from vlmrm_jax.render import classic as render
+from vlmrm_jax.envs.classic import render
 from vlmrm_jax.rewards import GoalBaselineReward
 
 ALPHAS = (0.0, 0.5, 1.0)
@@ -34,7 +34,7 @@ def pearson_distance(x, y):
 @pytest.fixture(scope="module")
 def cartpole_sweep(tiny_clip):
     """CartPole over a 3 x 5 grid (15 states) in chunks of 4 frames, so the last chunk is padded."""
-    task = landscape.landscape_task("cartpole")
+    task = landscape_task("cartpole")
     env = make_env("cartpole")
     rewards = paper_rewards(tiny_clip, task)
     axes = (SweepAxis("cart_position", -1.0, 1.0, 3, "m"), SweepAxis("pole_angle", -np.pi, np.pi, 5, "rad"))
@@ -69,7 +69,7 @@ def test_cartpole_sweep_matches_a_direct_computation(cartpole_sweep, tiny_clip, 
 
 def test_mountain_car_sweep_matches_a_direct_computation(tiny_clip):
     look = "flat"  # the textured renderer is reached the same way (env.make_render_fn); the CLI test runs it
-    task = landscape.landscape_task("mountain_car")
+    task = landscape_task("mountain_car")
     env = make_env("mountain_car", look=look)
     rewards = paper_rewards(tiny_clip, task)
     grid = landscape.sweep_grid((SweepAxis("position", -1.2, 0.6, 7),))
@@ -99,7 +99,7 @@ def test_epic_per_alpha_is_the_pearson_distance_over_the_grid(cartpole_sweep):
 
 def test_mountain_car_epic_counts_the_action_cost():
     """MountainCar's true reward includes -0.1 a^2: against a reward of the position alone EPIC is small, not 0."""
-    task = landscape.landscape_task("mountain_car")
+    task = landscape_task("mountain_car")
     env = make_env("mountain_car", look="flat")
     grid = landscape.sweep_grid(task.axes)
     at_flag = (grid[:, 0] >= 0.45).astype(np.float32)[None]
@@ -109,13 +109,13 @@ def test_mountain_car_epic_counts_the_action_cost():
 
 def test_bad_input():
     with pytest.raises(VlmrmError, match="no reward landscape for env 'humanoid'"):
-        landscape.landscape_task("humanoid")
+        landscape_task("humanoid")
     with pytest.raises(VlmrmError, match="empty"):
         SweepAxis("pole_angle", 1.0, 1.0, 10)
     with pytest.raises(VlmrmError, match="empty"):
         SweepAxis("pole_angle", 1.0, -1.0, 10)
     with pytest.raises(VlmrmError, match="at least 2"):
         SweepAxis("pole_angle", -1.0, 1.0, 1)
-    task, env = landscape.landscape_task("mountain_car"), make_env("mountain_car")
+    task, env = landscape_task("mountain_car"), make_env("mountain_car")
     with pytest.raises(VlmrmError, match="one per grid state"):
         landscape.epic_per_alpha(task, env, np.zeros((4, 1), np.float32), np.zeros((2, 5)), jax.random.PRNGKey(0))

@@ -17,10 +17,10 @@ from mujoco import mjx
 
 from vlmrm_jax.envs.humanoid import Humanoid
 from vlmrm_jax.errors import VlmrmError
-from vlmrm_jax.eval.predicates import (PREDICATES, PROMPT_TO_TASK, HumanoidParts, PoseThresholds, episode_success,
+from vlmrm_jax.envs.humanoid.predicates import (PREDICATES, PROMPT_TO_TASK, HumanoidParts, PoseThresholds, episode_success,
                                        evaluate_predicates, make_predicates, pose_features, success_rate,
                                        task_for_prompt)
-from vlmrm_jax.eval.reference_poses import REFERENCE_POSES, ReferencePose, pose_data, pose_qpos
+from vlmrm_jax.envs.humanoid.reference_poses import REFERENCE_POSES, ReferencePose, pose_data, pose_qpos
 
 #: Reference pose -> the predicates that must hold in it; all others must not.
 EXPECTED = {

@@ -21,7 +21,8 @@ from mujoco.rendering.classic import gl_context
 
 from experiments.render_compare import humanoid_pose
 from vlmrm_jax.errors import VlmrmError
-from vlmrm_jax.render import (HUMANOID_CAMERA, FixedCamera, FreeCamera, RenderConfig, Renderer,
+from vlmrm_jax.envs.humanoid.camera import HUMANOID_CAMERA
+from vlmrm_jax.render import (FixedCamera, FreeCamera, RenderConfig, Renderer,
                               TrackingCamera, to_uint8)
 
 HUMANOID_XML = os.path.join(os.path.dirname(brax.__file__), "envs", "assets", "humanoid.xml")

@@ -1,9 +1,9 @@
 """The contract of a caption source: an environment-specific sampler of rendered, auto-labelled frames.
 
-A source (one per environment: :mod:`~vlmrm_jax.datasets.humanoid`, :mod:`~vlmrm_jax.datasets.classic`) samples
+A source (one per environment family: :mod:`vlmrm_jax.envs.humanoid.captions`, :mod:`vlmrm_jax.envs.classic.captions`) samples
 diverse states, renders them with the environment's own renderer (the frames PPO's reward model sees) and labels
 them with ground-truth concepts (:class:`~vlmrm_jax.datasets.captions.CaptionSet`). Other environments join by
-implementing :class:`CaptionSource` and registering a constructor in :data:`vlmrm_jax.datasets.SOURCES`.
+implementing :class:`CaptionSource` and registering a constructor in :data:`vlmrm_jax.envs.SOURCES`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class CaptionSource(Protocol):
     """What a dataset generator needs from an environment.
 
     Attributes:
-        env: the environment name (a key of :data:`vlmrm_jax.datasets.SOURCES`).
+        env: the environment name (a key of :data:`vlmrm_jax.envs.SOURCES`).
         captions: the concepts and their phrasings; ``FrameBatch.labels`` columns follow ``captions.concepts``.
         image_size: rendered frames are ``image_size`` x ``image_size`` pixels.
         state_names: names of the S columns of ``FrameBatch.states``.

@@ -1,4 +1,4 @@
-"""Reward landscapes of the CLIP reward on CartPole and MountainCar, and its EPIC distance to the true reward.
+"""Reward landscapes of the CLIP reward (CartPole, MountainCar) and its EPIC distance to the true reward.
 
 VLM-RM (Rocamonde et al. 2023, section 4.2) checks that the CLIP reward has the right shape on the classic tasks
 before trusting it on the humanoid: it plots the CLIP reward against the state variable that matters (pole angle and
@@ -35,11 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from brax.envs.base import Env
 
-from vlmrm_jax.envs.classic import (CARTPOLE_BASELINE_PROMPT, CARTPOLE_PROMPT, MOUNTAIN_CAR_BASELINE_PROMPT,
-                                    MOUNTAIN_CAR_PROMPT)
 from vlmrm_jax.errors import VlmrmError
 from vlmrm_jax.eval import epic
-from vlmrm_jax.render.classic import (CARTPOLE_X_THRESHOLD, MOUNTAIN_CAR_MAX_POSITION, MOUNTAIN_CAR_MIN_POSITION)
 from vlmrm_jax.rewards import GoalBaselineReward
 
 #: Discount factor of EPIC's canonicalisation; the result does not depend on it here (both rewards are functions
@@ -101,54 +98,6 @@ class LandscapeTask(NamedTuple):
     baseline_prompt: str
     make_state: Callable
     true_reward: Callable
-
-
-def _cartpole_state(env, template, values):
-    return template.replace(x=values[0], x_dot=jnp.zeros_like(values[0]), theta=values[1],
-                            theta_dot=jnp.zeros_like(values[1]))
-
-
-def _cartpole_true_reward(env, state, action):
-    del action
-    return env.upright(state).astype(jnp.float32)
-
-
-def _mountain_car_state(env, template, values):
-    goal = env.params.goal_position
-    return template.replace(position=values[0], velocity=jnp.zeros_like(values[0]),
-                            reached_flag=values[0] >= goal)
-
-
-def _mountain_car_true_reward(env, state, action):
-    # The reward of MountainCar.step (gym's MountainCarContinuous-v0) for arriving in ``state`` with ``action``.
-    p = env.params
-    at_goal = (state.position >= p.goal_position) & (state.velocity >= p.goal_velocity)
-    return 100.0 * at_goal.astype(jnp.float32) - 0.1 * action[0] ** 2
-
-
-#: Env name -> how to sweep it. CartPole: cart position over the track, pole angle over the full circle;
-#: MountainCar: the car position over the track.
-LANDSCAPE_TASKS: dict[str, LandscapeTask] = {
-    "cartpole": LandscapeTask(
-        "cartpole", (SweepAxis("cart_position", -CARTPOLE_X_THRESHOLD, CARTPOLE_X_THRESHOLD, 25, "m"),
-                     SweepAxis("pole_angle", -math.pi, math.pi, 73, "rad")),
-        CARTPOLE_PROMPT, CARTPOLE_BASELINE_PROMPT, _cartpole_state, _cartpole_true_reward),
-    "mountain_car": LandscapeTask(
-        "mountain_car", (SweepAxis("position", MOUNTAIN_CAR_MIN_POSITION, MOUNTAIN_CAR_MAX_POSITION, 181,
-                                   "world units"),),
-        MOUNTAIN_CAR_PROMPT, MOUNTAIN_CAR_BASELINE_PROMPT, _mountain_car_state, _mountain_car_true_reward),
-}
-
-
-def landscape_task(env: str) -> LandscapeTask:
-    """The :class:`LandscapeTask` of ``env``.
-
-    Raises:
-        VlmrmError: if ``env`` has no landscape (the message lists those that do).
-    """
-    if env not in LANDSCAPE_TASKS:
-        raise VlmrmError(f"no reward landscape for env {env!r}; choose one of {', '.join(LANDSCAPE_TASKS)}")
-    return LANDSCAPE_TASKS[env]
 
 
 def sweep_grid(axes: Sequence[SweepAxis]) -> np.ndarray:

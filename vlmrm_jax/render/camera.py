@@ -10,8 +10,7 @@ coordinates, plus a vertical field of view. The free/tracking cameras follow ``m
 so a test can set a native ``mujoco.MjvCamera`` to the same numbers and compare images pixel by pixel. Fixed cameras
 use the MJCF camera's ``cam_xpos`` / ``cam_xmat`` (columns: right, up, backward) and ``cam_fovy``.
 
-The camera used in VLM-RM's humanoid experiments (Rocamonde et al. 2023, section 4.4: textures plus "a better
-camera" raised kneeling success from 91% to 100%) is :data:`HUMANOID_CAMERA`.
+Each environment family defines its own cameras (e.g. :data:`vlmrm_jax.envs.humanoid.camera.HUMANOID_CAMERA`).
 """
 
 from __future__ import annotations
@@ -196,7 +195,3 @@ class FixedCamera:
 
 
 Camera = TrackingCamera | FreeCamera | FixedCamera
-
-#: The humanoid camera of VLM-RM (Rocamonde et al. 2023, section 4.4 and the authors' code): tracks the torso from
-#: 3.5 m, azimuth 180 deg (looking along -x, at the humanoid's front), elevation -10 deg, look-at height 1.0 m.
-HUMANOID_CAMERA = TrackingCamera("torso", distance=3.5, azimuth=180.0, elevation=-10.0, lookat_height=1.0)

@@ -115,7 +115,7 @@ class Renderer:
 
     Example::
 
-        renderer = Renderer(env.sys.mj_model, HUMANOID_CAMERA, RenderConfig(224, 224))
+        renderer = Renderer(env.sys.mj_model, HUMANOID_CAMERA, RenderConfig(224, 224))  # envs.humanoid.camera
         images = jax.jit(jax.vmap(renderer.render, in_axes=(None, 0)))(env.sys, batch_of_data)  # [B, 224, 224, 3]
     """
 

@@ -4,7 +4,7 @@ The paper's prompts (Rocamonde et al. 2023, section 4.2) are the goal and baseli
 (the pole leaning or fallen, where the cart or car is) give the contrastive training negatives with meaning. States
 are drawn directly (both tasks are fully described by one or two numbers), rendered by the env's own
 ``make_render_fn`` and labelled by the thresholds below. MountainCar frames are rendered in both looks
-(:data:`~vlmrm_jax.render.classic.MOUNTAIN_CAR_LOOKS`), so one model serves ``MountainCar(look="flat")`` and
+(:data:`~vlmrm_jax.envs.classic.render.MOUNTAIN_CAR_LOOKS`), so one model serves ``MountainCar(look="flat")`` and
 ``MountainCar(look="textured")``.
 """
 
@@ -20,11 +20,11 @@ import numpy as np
 
 from vlmrm_jax.datasets.base import FrameBatch
 from vlmrm_jax.datasets.captions import CaptionSet, Concept
-from vlmrm_jax.envs.classic import (CARTPOLE_BASELINE_PROMPT, CARTPOLE_PROMPT, MOUNTAIN_CAR_BASELINE_PROMPT,
+from vlmrm_jax.envs.classic.env import (CARTPOLE_BASELINE_PROMPT, CARTPOLE_PROMPT, MOUNTAIN_CAR_BASELINE_PROMPT,
                                     MOUNTAIN_CAR_PROMPT, CartPole, MountainCar, MountainCarState)
 from vlmrm_jax.errors import VlmrmError
 from vlmrm_jax.render import to_uint8
-from vlmrm_jax.render.classic import (CARTPOLE_X_THRESHOLD, MOUNTAIN_CAR_GOAL_POSITION, MOUNTAIN_CAR_LOOKS,
+from vlmrm_jax.envs.classic.render import (CARTPOLE_X_THRESHOLD, MOUNTAIN_CAR_GOAL_POSITION, MOUNTAIN_CAR_LOOKS,
                                       MOUNTAIN_CAR_MIN_POSITION)
 
 #: CartPole's success angle (gym's termination test: |theta| < 12 deg), radians.

@@ -1,6 +1,6 @@
 """Hand-built humanoid poses within the joint limits of brax's humanoid, resting on the floor.
 
-They are the ground against which the pose predicates (:mod:`vlmrm_jax.eval.predicates`) were designed and are
+They are the ground against which the pose predicates (:mod:`vlmrm_jax.envs.humanoid.predicates`) were designed and are
 tested, and the pictures of ``docs/predicate_poses.png`` (``python -m experiments.predicate_poses``). Each pose gives
 joint angles in degrees (joints not named stay at 0, except the knees, whose default is -2, the end of their range)
 and the root's orientation; :func:`pose_qpos` turns one into a ``qpos`` whose lowest point touches the floor.

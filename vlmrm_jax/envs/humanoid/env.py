@@ -95,7 +95,8 @@ class Humanoid(_BraxHumanoid):
         Raises:
             VlmrmError: on a non-positive size or a camera that does not exist in the model.
         """
-        from vlmrm_jax.render import HUMANOID_CAMERA, RenderConfig, Renderer
+        from vlmrm_jax.envs.humanoid.camera import HUMANOID_CAMERA
+        from vlmrm_jax.render import RenderConfig, Renderer
 
         renderer = Renderer(self.sys.mj_model, camera or HUMANOID_CAMERA,
                             RenderConfig(width=width, height=height, shadows=shadows))
@@ -103,13 +104,13 @@ class Humanoid(_BraxHumanoid):
         return lambda state: renderer.render(sys, state.pipeline_state)
 
     def step_metrics_fn(self) -> Callable[[State], dict[str, jax.Array]]:
-        """Ground-truth pose predicates, logged next to the VLM reward (see :mod:`vlmrm_jax.eval.predicates`).
+        """Ground-truth pose predicates, logged next to the VLM reward (see :mod:`vlmrm_jax.envs.humanoid.predicates`).
 
         Returns:
             ``metrics(state) -> {task: float32 []}`` for ONE state: 1.0 where the pose of the task (every key of
-            :data:`~vlmrm_jax.eval.predicates.PREDICATES`: "kneeling", "lotus", ..., "fallen") holds, else 0.0.
+            :data:`~vlmrm_jax.envs.humanoid.predicates.PREDICATES`: "kneeling", "lotus", ..., "fallen") holds, else 0.0.
         """
-        from vlmrm_jax.eval.predicates import evaluate_predicates
+        from vlmrm_jax.envs.humanoid.predicates import evaluate_predicates
 
         sys = self.sys
         return lambda state: {task: holds.astype(jnp.float32)
@@ -118,7 +119,7 @@ class Humanoid(_BraxHumanoid):
     def task_metric(self, prompts: Sequence[str]) -> str | None:
         """The step metric that says whether the prompted pose holds: the task of the first of ``prompts`` that is
         one of the paper's eight goal prompts (e.g. "a humanoid robot kneeling" -> "kneeling"), else None."""
-        from vlmrm_jax.eval.predicates import task_for_prompt
+        from vlmrm_jax.envs.humanoid.predicates import task_for_prompt
 
         return next((task for task in map(task_for_prompt, prompts) if task is not None), None)
 

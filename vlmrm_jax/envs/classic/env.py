@@ -28,7 +28,7 @@ from gymnax.environments.classic_control import continuous_mountain_car as gx_mo
 
 from vlmrm_jax.errors import VlmrmError
 from vlmrm_jax.eval.success import episode_success, reached_at_any_step
-from vlmrm_jax.render.classic import MOUNTAIN_CAR_LOOKS, make_cartpole_renderer, make_mountain_car_renderer
+from vlmrm_jax.envs.classic.render import MOUNTAIN_CAR_LOOKS, make_cartpole_renderer, make_mountain_car_renderer
 
 #: The authors' episode length for CartPole and MountainCar (configs/cartpole.yaml, configs/mountain_car.yaml), in
 #: env steps.
@@ -127,7 +127,7 @@ class CartPole(_ClassicEnv):
     def make_render_fn(self, width: int, height: int, *, shadows: bool = False,
                        supersample: int = 2) -> Callable[[State], jax.Array]:
         """A jittable renderer in the flat look of gym's CartPole (see
-        :func:`vlmrm_jax.render.classic.make_cartpole_renderer`).
+        :func:`vlmrm_jax.envs.classic.render.make_cartpole_renderer`).
 
         Args:
             width, height: image size in pixels.
@@ -213,7 +213,7 @@ class MountainCar(_ClassicEnv):
 
     def make_render_fn(self, width: int, height: int, *, shadows: bool = False,
                        supersample: int = 2) -> Callable[[State], jax.Array]:
-        """A jittable renderer in this env's look (see :func:`vlmrm_jax.render.classic.make_mountain_car_renderer`).
+        """A jittable renderer in this env's look (see :func:`vlmrm_jax.envs.classic.render.make_mountain_car_renderer`).
 
         Args:
             width, height: image size in pixels.

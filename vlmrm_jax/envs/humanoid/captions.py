@@ -2,18 +2,18 @@
 
 States come from four sampling modes (:data:`HumanoidSource.modes`):
 
-- ``reference``: a hand-built pose of :data:`~vlmrm_jax.eval.reference_poses.REFERENCE_POSES` (weighted towards
+- ``reference``: a hand-built pose of :data:`~vlmrm_jax.envs.humanoid.reference_poses.REFERENCE_POSES` (weighted towards
   the paper's tasks) with Gaussian joint noise of a per-frame scale in [0, ``max_noise_deg``];
 - ``mixed``: the legs, abdomen and root orientation of one reference pose with the arms of another (e.g. kneeling
   with arms raised, lotus with arms crossed), with smaller noise;
 - ``random``: every hinge uniform within its range, the root near upright or uniformly oriented;
 - ``rollout``: the state after a random number of steps of random actions from :meth:`Humanoid.reset`.
 
-The first three are placed with their lowest point on the floor (:func:`~vlmrm_jax.eval.reference_poses.pose_qpos`)
+The first three are placed with their lowest point on the floor (:func:`~vlmrm_jax.envs.humanoid.reference_poses.pose_qpos`)
 at a random yaw, some dropped from up to ``max_drop`` m. Every state is then settled by ``settle_steps`` control
 steps of the MJX physics with zero torques (so it is physically plausible: contacts resolved, limp limbs start to
 sag), rendered by :meth:`Humanoid.make_render_fn` (the paper's tracking camera, shadows on: exactly the frames the
-reward model sees in training) and labelled by :func:`~vlmrm_jax.eval.predicates.evaluate_predicates` on the settled
+reward model sees in training) and labelled by :func:`~vlmrm_jax.envs.humanoid.predicates.evaluate_predicates` on the settled
 state. Captions include the paper's eight goal prompts and its baseline "a humanoid robot" (Rocamonde et al. 2023,
 section 4.4).
 """
@@ -31,8 +31,8 @@ import numpy as np
 from vlmrm_jax.datasets.base import FrameBatch
 from vlmrm_jax.datasets.captions import CaptionSet, Concept
 from vlmrm_jax.errors import VlmrmError
-from vlmrm_jax.eval.predicates import PREDICATES, evaluate_predicates
-from vlmrm_jax.eval.reference_poses import REFERENCE_POSES, ReferencePose, pose_qpos
+from vlmrm_jax.envs.humanoid.predicates import PREDICATES, evaluate_predicates
+from vlmrm_jax.envs.humanoid.reference_poses import REFERENCE_POSES, ReferencePose, pose_qpos
 
 _P = {key: p.prompt for key, p in PREDICATES.items()}
 

@@ -14,7 +14,7 @@ the people with geometric rules on the MuJoCo state, so success rates are comput
 
 The rules are written for brax's humanoid (``brax/envs/assets/humanoid.xml``: x forward, y to the humanoid's left,
 z up; floor at z = 0) and their thresholds are the fields of :class:`PoseThresholds`, in metres and radians, chosen
-from the body's dimensions in hand-built poses (:mod:`vlmrm_jax.eval.reference_poses`), never from a policy. The
+from the body's dimensions in hand-built poses (:mod:`vlmrm_jax.envs.humanoid.reference_poses`), never from a policy. The
 numbers measured in those poses (with the lowest point of the body resting on the floor) are given next to each
 threshold. Some paper poses cannot be reached within this model's joint limits (lotus: the shin always folds in the
 vertical plane of the thigh; side splits: hip abduction stops at 25 degrees); for those the closest reachable pose
@@ -53,7 +53,7 @@ HIP_POINTS_IN_PELVIS = ((-0.02, -0.16, 0.0), (-0.02, 0.16, 0.0))
 class PoseThresholds:
     """The named thresholds of the pose rules, in metres (heights above the floor unless said otherwise) and radians.
 
-    The measured values are from the hand-built poses of :mod:`vlmrm_jax.eval.reference_poses`, resting on the floor.
+    The measured values are from the hand-built poses of :mod:`vlmrm_jax.envs.humanoid.reference_poses`, resting on the floor.
     "Knee" is the shin body's origin (the knee joint), "hip" the thigh body's origin (the hip joint), "foot", "hand",
     "head" and "butt" the centres of those geoms (spheres of radius 0.075, 0.04, 0.09 m; the butt is a capsule of
     radius 0.09 m).
