@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 import jax
+import jax.numpy as jnp
 from brax.envs import training as brax_training
 from brax.envs.base import Env, State, Wrapper
 
@@ -14,6 +15,8 @@ RenderFn = Callable[[State], jax.Array]
 EmbedFn = Callable[[jax.Array], jax.Array]
 #: Key of ``state.info`` holding per-step values (float32 [num_envs] each) that PPO averages over its rollouts.
 STEP_METRICS = "step_metrics"
+#: Key of ``state.info`` holding the per-env PRNG keys (uint32 [num_envs, 2]) of :class:`FreshResetWrapper`.
+RESET_RNG = "reset_rng"
 
 
 class VLMRewardWrapper(Wrapper):
@@ -64,16 +67,77 @@ class VLMRewardWrapper(Wrapper):
         return self._score(self.env.step(state, action))
 
 
+class FreshResetWrapper(Wrapper):
+    """Auto-reset of a *batched* env from a fresh random initial state each episode, as the env's own reset does.
+
+    brax's ``AutoResetWrapper`` caches the state of the first ``reset`` and restores it whenever an env is done, so
+    training sees only ``num_envs`` distinct starts (e.g. MountainCar: 16-32 fixed start positions). This wrapper
+    instead calls ``reset_fn`` with a new key per env (``state.info["reset_rng"]``, uint32 [num_envs, 2], split at
+    every step) and, where ``done``, replaces ``pipeline_state`` and ``obs`` with the fresh ones. Like brax's wrapper
+    it leaves ``reward``, ``done``, ``metrics`` and ``info`` of the finished step in place (the learner sees the last
+    transition of the episode and its ``truncation``) and zeroes ``info["steps"]`` at the next step. The fresh states
+    are computed only on steps where some env is done (``lax.cond``), so episodes that end together (fixed episode
+    length, no termination) cost one batched reset per episode. The state's pytree structure, shapes and dtypes
+    never change, so ``jit`` compiles one step.
+
+    mujoco_playground's ``BraxAutoResetWrapper(full_reset=True)`` does the same for its own ``mjx_env.State``
+    (``data``, not brax's ``pipeline_state``), and it is not a dependency: hence this small wrapper.
+
+    Args:
+        env: a batched env (``reset`` takes rngs [num_envs, 2]); its ``step`` sets ``done`` float32 [num_envs].
+        reset_fn: ``rngs uint32 [num_envs, 2] -> State`` with batched ``pipeline_state`` and ``obs`` of the same
+            structure as ``env``'s (e.g. ``jax.vmap(base_env.reset)`` of the unwrapped env, which skips the
+            rendering and reward of wrappers in between).
+    """
+
+    def __init__(self, env: Env, reset_fn: Callable[[jax.Array], State]):
+        super().__init__(env)
+        self.reset_fn = reset_fn
+
+    def reset(self, rng: jax.Array) -> State:
+        """Resets the batch with ``rng`` [num_envs, 2] and derives the per-env keys of later resets from it."""
+        state = self.env.reset(rng)
+        reset_rng = jax.vmap(lambda key: jax.random.fold_in(key, 1))(rng)
+        return state.replace(info={**state.info, RESET_RNG: reset_rng})
+
+    def step(self, state: State, action: jax.Array) -> State:
+        """Steps the batch; every env that is done afterwards starts its next episode from a fresh random state."""
+        info = dict(state.info)
+        if "steps" in info:
+            info["steps"] = jnp.where(state.done, jnp.zeros_like(info["steps"]), info["steps"])
+        state = self.env.step(state.replace(done=jnp.zeros_like(state.done), info=info), action)
+        keys = jax.vmap(jax.random.split)(state.info[RESET_RNG])  # [num_envs, 2, 2]
+        reset_rng, reset_key = keys[:, 0], keys[:, 1]
+        done = state.done
+
+        def fresh(_):
+            new = self.reset_fn(reset_key)
+            return new.pipeline_state, new.obs
+
+        pipeline_state, obs = jax.lax.cond(jnp.any(done > 0), fresh, lambda _: (state.pipeline_state, state.obs),
+                                           None)
+
+        def where_done(new, old):
+            mask = jnp.reshape(done > 0, done.shape + (1,) * (old.ndim - done.ndim))
+            return jnp.where(mask, new, old)
+
+        return state.replace(pipeline_state=jax.tree.map(where_done, pipeline_state, state.pipeline_state),
+                             obs=jax.tree.map(where_done, obs, state.obs),
+                             info={**state.info, RESET_RNG: reset_rng})
+
+
 def wrap_for_vlm_training(env: Env, *, episode_length: int, render_fn: RenderFn, embed_fn: EmbedFn,
                           reward: GoalBaselineReward,
                           metrics_fn: Callable[[State], Mapping[str, jax.Array]] | None = None) -> Env:
     """brax's training stack with the VLM reward inserted where it sees the whole batch.
 
-    ``env -> EpisodeWrapper(episode_length) -> VmapWrapper -> VLMRewardWrapper -> AutoResetWrapper``: episodes are
+    ``env -> EpisodeWrapper(episode_length) -> VmapWrapper -> VLMRewardWrapper -> FreshResetWrapper``: episodes are
     truncated after ``episode_length`` env steps, the reward is computed from the frame reached by the step (before
-    an automatic reset replaces it), and reset/step take batched rngs/actions.
+    an automatic reset replaces it), every episode starts from a fresh random state of ``env.reset`` (not brax's
+    cached first state), and reset/step take batched rngs/actions.
     """
+    reset_fn = jax.vmap(env.reset)
     env = brax_training.EpisodeWrapper(env, episode_length, action_repeat=1)
     env = brax_training.VmapWrapper(env)
     env = VLMRewardWrapper(env, render_fn, embed_fn, reward, metrics_fn)
-    return brax_training.AutoResetWrapper(env)
+    return FreshResetWrapper(env, reset_fn)
