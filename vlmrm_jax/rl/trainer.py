@@ -39,6 +39,10 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
           on_metrics: Callable[[dict], None] | None = None, show_progress: bool = True) -> TrainState:
     """Runs PPO iterations until ``total_steps`` env steps, with checkpoints and a metrics file in ``run_dir``.
 
+    Any learner with the same shape runs here too (e.g. :class:`vlmrm_jax.agent.CollectInfer`): jittable
+    ``init(rng)`` and ``iteration(state) -> (state, metrics)``, a state with ``env_steps`` and ``params``, and a
+    ``reward_mean`` metric (a ``success_rate`` metric is shown in the progress bar too).
+
     Every iteration appends one JSON line to ``run_dir/metrics.jsonl`` (``env_steps``, ``steps_per_s``,
     ``wall_s``, and the float metrics of :meth:`PPO.iteration`) and updates a progress bar (env steps/s, mean
     reward, ETA). A checkpoint of the whole :class:`TrainState` is written to ``run_dir/checkpoints/<env_step>``
@@ -83,7 +87,7 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
     try:
         with metrics_path.open("a") as metrics_file:
             while int(state.env_steps) < total_steps:
-                t0 = time.time()
+                t0, steps_before = time.time(), int(state.env_steps)
                 state, metrics = ppo.iteration(state)
                 metrics = {k: float(v) for k, v in metrics.items()}
                 steps = int(state.env_steps)
@@ -95,14 +99,15 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
                             if last_good is not None else "no checkpoint had been written yet")
                     raise NonFiniteError(f"non-finite values in {where} at env step {steps}; {kept}. Lower "
                                          f"--learning-rate or check the reward (prompts, model)")
-                record = {"env_steps": steps, "steps_per_s": ppo.config.env_steps_per_iteration / dt,
+                record = {"env_steps": steps, "steps_per_s": (steps - steps_before) / dt,
                           "wall_s": time.time() - t_start, **metrics}
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
                 if on_metrics is not None:
                     on_metrics(record)
                 bar.update(min(steps, total_steps) - bar.n)
-                bar.set_postfix(reward=f"{metrics['reward_mean']:.4f}", sps=f"{record['steps_per_s']:.0f}")
+                success = {"success": f"{metrics['success_rate']:.3f}"} if "success_rate" in metrics else {}
+                bar.set_postfix(reward=f"{metrics['reward_mean']:.4f}", **success, sps=f"{record['steps_per_s']:.0f}")
                 done = steps >= total_steps
                 if done or time.time() - t_ckpt >= checkpoint_every_s:
                     checkpoints.save(steps, state, meta)

@@ -1,0 +1,259 @@
+"""The language-centred agent: policy heads, the episode buffer, collect & infer under jit, subgoal advancing,
+checkpoint resume and bad input.
+
+Collect & infer runs on a small kinematic stand-in with the stacking env's API (``ToyStacking``: obs [16], pick /
+place actions, ``subgoal_truth``, ``task_success``), so the test checks the learner, not the MJX physics; the
+detector is the toy's ground truth."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from brax.envs.base import Env, State
+
+from vlmrm_jax.agent import (CollectInfer, CollectInferConfig, EpisodeBuffer, PolicyConfig, act, action_cell,
+                             bc_loss, cell_centres, stored_mask)
+from vlmrm_jax.envs.stacking.language import SUBGOALS, STACK_PAIRS, get_task, subgoal_id
+from vlmrm_jax.errors import VlmrmError
+
+HALF = 0.12  # basket half width (m); actions [-1, 1] map to +-HALF
+CUBE = 0.05  # cube edge (m)
+
+
+class ToyStacking(Env):
+    """Three cubes on a 0.24 m square; an action picks the top cube under (x, y) (within half a cube edge) when
+    nothing is held, else places the held cube there (on top of the cube under it, or on the floor)."""
+
+    def __init__(self, task="stack_red_on_blue", episode_length=6):
+        self.task = get_task(task)
+        self.episode_length = episode_length
+
+    def reset(self, rng):
+        # Cubes on a jittered row, never overlapping: x in {-0.08, 0, 0.08} shuffled, y uniform.
+        key_perm, key_y = jax.random.split(rng)
+        x = jax.random.permutation(key_perm, jnp.array([-0.08, 0.0, 0.08]))
+        y = jax.random.uniform(key_y, (3,), minval=-0.08, maxval=0.08)
+        pos = jnp.stack([x, y, jnp.full(3, CUBE / 2)], axis=-1)
+        return self._state(pos, jnp.int32(-1), jnp.zeros(3), jnp.int32(0), jnp.zeros(()), jnp.zeros(()))
+
+    def _state(self, pos, held, ee, steps, reward, done):
+        held_onehot = jax.nn.one_hot(held + 1, 4)
+        obs = jnp.concatenate([pos.reshape(-1), ee, held_onehot]).astype(jnp.float32)
+        return State(pipeline_state={"pos": pos, "held": held}, obs=obs, reward=reward, done=done, metrics={},
+                     info={"steps": steps, "held": held})
+
+    def _top_under(self, pos, xy, exclude):
+        near = jnp.all(jnp.abs(pos[:, :2] - xy) < CUBE / 2, axis=-1) & (jnp.arange(3) != exclude)
+        z = jnp.where(near, pos[:, 2], -1.0)
+        return jnp.where(jnp.any(near), jnp.argmax(z), -1)
+
+    def step(self, state, action):
+        pos, held = state.pipeline_state["pos"], state.pipeline_state["held"]
+        xy = jnp.clip(action, -1, 1) * HALF
+        under = self._top_under(pos, xy, held)
+        pick = (held < 0) & (under >= 0)
+        lifted = pos.at[jnp.maximum(under, 0), 2].set(0.2)
+        on = jnp.where(under >= 0, pos[jnp.maximum(under, 0), 2] + CUBE, CUBE / 2)
+        target = jnp.where(under >= 0, pos[jnp.maximum(under, 0), :2], xy)
+        placed = pos.at[jnp.maximum(held, 0)].set(jnp.concatenate([target, on[None]]))
+        pos = jnp.where(pick, lifted, jnp.where(held >= 0, placed, pos))
+        held = jnp.where(pick, under, jnp.where(held >= 0, -1, held)).astype(jnp.int32)
+        ee = jnp.concatenate([xy, jnp.array([0.2])])
+        new = self._state(pos, held, ee, state.info["steps"] + 1, jnp.zeros(()), jnp.zeros(()))
+        success = self.task_success(new)
+        done = success | (new.info["steps"] >= self.episode_length)
+        return new.replace(reward=success.astype(jnp.float32), done=done.astype(jnp.float32))
+
+    def subgoal_truth(self, state):
+        pos, held = state.pipeline_state["pos"], state.pipeline_state["held"]
+        grasps = [held == c for c in range(3)]
+        names = ("red", "green", "blue")
+        tops = []
+        for top, bottom in STACK_PAIRS:
+            t, b = names.index(top), names.index(bottom)
+            tops.append((jnp.all(jnp.abs(pos[t, :2] - pos[b, :2]) < 1e-6))
+                        & (jnp.abs(pos[t, 2] - pos[b, 2] - CUBE) < 1e-6) & (held != t))
+        return jnp.stack(grasps + tops)
+
+    def task_success(self, state):
+        truth = self.subgoal_truth(state)
+        if self.task.kind == "tower":
+            return jnp.any(jnp.stack([truth[subgoal_id(f"The {a} object is on top of the {b} object")]
+                                      & truth[subgoal_id(f"The {b} object is on top of the {c} object")]
+                                      for a, b, c in __import__("itertools").permutations(("red", "green", "blue"))]))
+        return truth[subgoal_id(self.task.subgoals[-1])]
+
+    @property
+    def observation_size(self):
+        return 16
+
+    @property
+    def action_size(self):
+        return 2
+
+    @property
+    def backend(self):
+        return "none"
+
+
+def plan_of(task):
+    ids = [subgoal_id(c) for c in get_task(task).subgoals]
+    return np.array(ids + [0] * (4 - len(ids)), np.int32), len(ids)
+
+
+EMBEDDINGS = np.eye(len(SUBGOALS), dtype=np.float32)  # one-hot "language embeddings": the policy test needs no CLIP
+TINY = CollectInferConfig(num_envs=32, episode_length=6, bc_steps=8, bc_batch_size=16, buffer_capacity=256,
+                          learning_rate=3e-3, policy=PolicyConfig(width=32, depth=1, heads=2, grid=8, epsilon=0.2))
+
+
+def make_agent(config=TINY, task="stack_red_on_blue"):
+    env = ToyStacking(task, episode_length=config.episode_length)
+    plan, length = plan_of(task)
+    return CollectInfer(env, config, subgoal_embeddings=EMBEDDINGS, plan=plan, plan_length=length,
+                        detect_fn=env.subgoal_truth if config.use_subgoals else None)
+
+
+@pytest.fixture(scope="module")
+def agent():
+    return make_agent()
+
+
+# -- policy heads ---------------------------------------------------------------------------------------------------
+
+
+def test_cells_round_trip():
+    centres = cell_centres(4)
+    assert centres.shape == (16, 2)
+    np.testing.assert_allclose(centres[0], [-0.75, -0.75])
+    np.testing.assert_allclose(centres[1], [-0.75, -0.25])  # cell i * grid + j: j is y
+    np.testing.assert_array_equal(action_cell(centres, 4), np.arange(16))
+    np.testing.assert_array_equal(action_cell(jnp.array([[1.0, 1.0], [-1.0, -1.0], [5.0, -5.0]]), 4), [15, 0, 12])
+
+
+def test_bc_loss_against_numpy():
+    config = PolicyConfig(grid=2)
+    logits = jnp.array([[1.0, 2.0, 0.0, -1.0], [0.0, 0.0, 0.0, 0.0], [3.0, 1.0, 2.0, 0.0]])
+    actions = jnp.array([[0.5, -0.5], [-0.5, 0.5], [0.1, 0.1]])  # cells 2, 1, 3
+    mask = jnp.array([True, True, False])
+    logp = np.asarray(logits) - np.log(np.exp(np.asarray(logits)).sum(-1, keepdims=True))
+    expected = -(logp[0, 2] + logp[1, 1]) / 2
+    np.testing.assert_allclose(bc_loss(config, logits, actions, mask), expected, rtol=1e-6)
+    cont = PolicyConfig(grid=0)
+    np.testing.assert_allclose(bc_loss(cont, jnp.zeros((3, 2)), actions, mask), (0.5 + 0.5) / 2, rtol=1e-6)
+
+
+def test_exploration_is_epsilon_uniform():
+    key = jax.random.PRNGKey(0)
+    sure = jnp.full((4000, 16), -1e9).at[:, 5].set(0.0)  # all mass on cell 5 of a 4x4 grid
+    greedy = act(PolicyConfig(grid=4, epsilon=0.0), sure, key)
+    np.testing.assert_array_equal(action_cell(greedy, 4), 5)
+    noisy = act(PolicyConfig(grid=4, epsilon=0.5), sure, key)
+    off = np.mean(np.asarray(action_cell(noisy, 4)) != 5)
+    assert abs(off - 0.5 * 15 / 16) < 0.04  # uniform replacements land elsewhere 15 times in 16
+    np.testing.assert_array_equal(action_cell(act(PolicyConfig(grid=4), sure, key, explore=False), 4), 5)
+
+
+# -- buffer ---------------------------------------------------------------------------------------------------------
+
+
+def test_buffer_stores_only_kept_episodes_as_a_ring():
+    buf = EpisodeBuffer(capacity=3, batch_size=2)
+    state = buf.init({"x": jnp.zeros((2,))})
+    add = jax.jit(buf.add)
+    state = add(state, {"x": jnp.arange(8.0).reshape(4, 2)}, jnp.array([False, True, False, True]))
+    assert int(buf.size(state)) == 2
+    np.testing.assert_array_equal(state.experience["x"][0, :2], [[2, 3], [6, 7]])
+    state = add(state, {"x": 10 + jnp.arange(4.0).reshape(2, 2)}, jnp.array([True, True]))
+    assert int(buf.size(state)) == 3
+    stored = {tuple(map(float, row)) for row in np.asarray(state.experience["x"][0])}
+    assert stored == {(6.0, 7.0), (10.0, 11.0), (12.0, 13.0)}  # the oldest kept episode was overwritten
+    sample = buf.sample(state, jax.random.PRNGKey(0))["x"]
+    assert sample.shape == (2, 2) and all(tuple(map(float, r)) in stored for r in np.asarray(sample))
+
+
+# -- collect & infer -------------------------------------------------------------------------------------------------
+
+
+def test_stored_mask_rule():
+    alive = jnp.array([[1, 1, 1], [1, 1, 1], [1, 0, 1], [1, 0, 1]], bool)  # [T=4, N=3]
+    event = jnp.array([[0, 0, 0], [1, 0, 0], [0, 0, 0], [1, 0, 0]], bool)
+    event = event.at[1, 1].set(True).at[2, 1].set(True)  # episode 1: an event after its end does not count
+    zeros = jnp.zeros((4, 3))
+    from vlmrm_jax.agent import Trajectory
+
+    traj = Trajectory(obs=zeros, subgoal=zeros, action=zeros, alive=alive, reward=zeros, detected=zeros,
+                      stage=zeros, event=event, success=zeros.astype(bool), states=None)
+    keep, mask = stored_mask(traj)
+    np.testing.assert_array_equal(keep, [True, True, False])
+    np.testing.assert_array_equal(mask[:, 0], [1, 1, 1, 1])
+    np.testing.assert_array_equal(mask[:, 1], [1, 1, 0, 0])
+    np.testing.assert_array_equal(mask[:, 2], [0, 0, 0, 0])
+
+
+def test_subgoal_advancing(agent):
+    grasp_red, red_on_blue = subgoal_id(SUBGOALS[0]), subgoal_id("The red object is on top of the blue object")
+    stage = jnp.array([0, 0, 1, 2, 0])
+    detected = jnp.zeros((5, len(SUBGOALS)), bool)
+    detected = detected.at[0, grasp_red].set(True)  # current subgoal seen: advance
+    detected = detected.at[1, red_on_blue].set(True)  # a later subgoal seen first: no advance
+    detected = detected.at[2, red_on_blue].set(True)  # second subgoal seen: advance to the end
+    detected = detected.at[3].set(True)  # plan finished: stays
+    detected = detected.at[4, grasp_red].set(True)  # seen, but the episode had ended
+    alive = jnp.array([True, True, True, True, False])
+    new, hit = agent.advance(stage, detected, alive)
+    np.testing.assert_array_equal(new, [1, 0, 2, 2, 0])
+    np.testing.assert_array_equal(hit, [True, False, True, False, False])
+    np.testing.assert_array_equal(agent.current_subgoal(jnp.array([0, 1, 2])), [grasp_red, red_on_blue, red_on_blue])
+
+
+def test_one_iteration_under_jit(agent):
+    state = agent.init(jax.random.PRNGKey(0))
+    traj = agent.collect(state.params, jax.random.PRNGKey(1), num_envs=TINY.num_envs)
+    T, N = TINY.episode_length, TINY.num_envs
+    assert traj.obs.shape == (T, N, 16) and traj.action.shape == (T, N, 2)
+    assert traj.detected.shape == (T, N, len(SUBGOALS)) and traj.subgoal.dtype == jnp.int32
+    # The detector (ground truth here) drives the stage: each step reaches at most one more subgoal.
+    assert bool(jnp.all(jnp.diff(traj.stage, axis=0) >= 0)) and bool(jnp.all(traj.stage <= 2))
+
+    # Only qualifying episodes are stored: the iteration with the same rng collects the same episodes.
+    state = agent.init(jax.random.PRNGKey(0))
+    key_collect = jax.random.split(state.rng, 4)[0]
+    expected_traj = agent.collect(state.params, key_collect, num_envs=N)
+    keep, mask = stored_mask(expected_traj)
+    assert 0 < int(keep.sum()) < N  # the tiny config has some qualifying and some failed episodes
+    new_state, metrics = agent.iteration(state)
+    assert int(agent.buffer.size(new_state.buffer)) == int(keep.sum()) == int(metrics["episodes_stored"])
+    stored = new_state.buffer.experience
+    np.testing.assert_array_equal(stored["mask"][0, :int(keep.sum())], np.asarray(mask).T[np.asarray(keep)])
+    np.testing.assert_allclose(stored["action"][0, :int(keep.sum())],
+                               np.swapaxes(np.asarray(expected_traj.action), 0, 1)[np.asarray(keep)])
+    assert int(new_state.env_steps) == int(expected_traj.alive.sum())
+    assert {"reward_mean", "success_rate", "subgoals_reached", "bc_loss", "buffer_episodes"} <= set(metrics)
+
+    # BC lowers the loss on the stored data.
+    held = {k: v[0, :int(keep.sum())] for k, v in stored.items()}
+    before = float(agent.bc_loss(agent.init(jax.random.PRNGKey(0)).params, held))  # the same initial params
+    after = float(agent.bc_loss(new_state.params, held))
+    assert after < before - 0.05, (before, after)
+
+
+def test_bad_input():
+    env = ToyStacking()
+    plan, length = plan_of("stack_red_on_blue")
+    with pytest.raises(VlmrmError, match="outside"):
+        CollectInfer(env, TINY, subgoal_embeddings=EMBEDDINGS, plan=[0, 42], plan_length=2,
+                     detect_fn=env.subgoal_truth)
+    with pytest.raises(VlmrmError, match="plan length"):
+        CollectInfer(env, TINY, subgoal_embeddings=EMBEDDINGS, plan=plan, plan_length=0,
+                     detect_fn=env.subgoal_truth)
+    with pytest.raises(VlmrmError, match="detect_fn"):
+        CollectInfer(env, TINY, subgoal_embeddings=EMBEDDINGS, plan=plan, plan_length=length)
+    with pytest.raises(VlmrmError, match="token_sizes"):
+        CollectInfer(env, CollectInferConfig(policy=PolicyConfig(token_sizes=(3, 3))),
+                     subgoal_embeddings=EMBEDDINGS, plan=plan, plan_length=length, detect_fn=env.subgoal_truth)
+    for bad in (dict(num_envs=0), dict(episode_length=-1), dict(bc_steps=0), dict(buffer_capacity=0),
+                dict(learning_rate=0.0)):
+        with pytest.raises(VlmrmError, match="positive"):
+            CollectInferConfig(**bad)
+    with pytest.raises(VlmrmError, match="grid"):
+        PolicyConfig(grid=1)
