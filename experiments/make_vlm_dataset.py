@@ -20,12 +20,12 @@ from vlmrm_jax.errors import VlmrmError
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.make_vlm_dataset", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", required=True, help="environment: humanoid, cartpole or mountain_car")
+    p.add_argument("--env", required=True, help="environment: humanoid, cartpole, mountain_car or stacking")
     p.add_argument("--num-frames", type=int, default=6000, help="frames to generate (default 6000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed; held-out sets use other seeds")
     p.add_argument("--out", required=True, help="dataset directory to create")
     p.add_argument("--image-size", type=int, default=64, help="frame size in pixels (default 64)")
-    p.add_argument("--no-shadows", action="store_true", help="humanoid: render without shadows")
+    p.add_argument("--no-shadows", action="store_true", help="humanoid, stacking: render without shadows")
     p.add_argument("--chunk-size", type=int, default=256, help="frames rendered per jitted call and per shard")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     return p.parse_args(argv)
@@ -33,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def source_options(env: str, image_size: int, shadows: bool) -> dict:
     """Keyword options of ``make_source(env, ...)`` from the shared flags."""
-    return dict(image_size=image_size, **({"shadows": shadows} if env == "humanoid" else {}))
+    return dict(image_size=image_size, **({"shadows": shadows} if env in ("humanoid", "stacking") else {}))
 
 
 def generate(env: str, num_frames: int, seed: int, out: str, *, image_size: int = 64, shadows: bool = True,

@@ -35,7 +35,7 @@ SCRATCH_DEFAULTS = dict(image_size=64, patch_size=8, width=128, layers=4, heads=
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.train_vlm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", required=True, help="environment: humanoid, cartpole or mountain_car")
+    p.add_argument("--env", required=True, help="environment: humanoid, cartpole, mountain_car or stacking")
     p.add_argument("--out", required=True, help="run directory (must be empty unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--export", metavar="DIR", help="also copy the trained model directory here (replacing it)")
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
     """
     import jax
 
-    from vlmrm_jax.datasets import SOURCES
+    from vlmrm_jax.envs import SOURCES
     from vlmrm_jax.models import CLIP
     from vlmrm_jax.models.evaluation import evaluate_prompts
     from vlmrm_jax.models.export import save_clip

@@ -68,10 +68,16 @@ def _mountain_car_source(**kwargs):
     return MountainCarSource(**kwargs)
 
 
+def _stacking_source(**kwargs):
+    from vlmrm_jax.envs.stacking.captions import StackingSource
+
+    return StackingSource(**kwargs)
+
+
 #: Environment name -> constructor of its :class:`~vlmrm_jax.datasets.CaptionSource` (keyword arguments:
 #: ``image_size`` and source settings).
 SOURCES: dict[str, Callable] = {"humanoid": _humanoid_source, "cartpole": _cartpole_source,
-                                "mountain_car": _mountain_car_source}
+                                "mountain_car": _mountain_car_source, "stacking": _stacking_source}
 
 
 def _cartpole_landscape():
