@@ -51,9 +51,37 @@ def test_new_run_refuses_existing_checkpoints(ppo, tmp_path):
         train(ppo, total_steps=2 * STEPS, run_dir=tmp_path, show_progress=False)
 
 
-def test_resume_without_checkpoint(ppo, tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint"):
-        train(ppo, total_steps=STEPS, run_dir=tmp_path, resume=True, show_progress=False)
+def test_resume_without_checkpoint_starts_from_the_seed(ppo, tmp_path):
+    """A run killed before its first checkpoint: --resume trains it from scratch and drops the stray metrics."""
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"env_steps": STEPS, "reward_mean": 9.0}) + "\n")
+    resumed = train(ppo, total_steps=2 * STEPS, run_dir=tmp_path / ".", seed=3, resume=True, show_progress=False)
+    fresh = train(ppo, total_steps=2 * STEPS, run_dir=tmp_path / "fresh", seed=3, show_progress=False)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), resumed.params, fresh.params)
+    assert [r["reward_mean"] for r in read_metrics(tmp_path)] == [r["reward_mean"] for r in read_metrics(
+        tmp_path / "fresh")]
+
+
+def test_checkpoint_after_first_iteration_and_wall_time_sums_over_sessions(ppo, tmp_path):
+    lines = []
+    train(ppo, total_steps=3 * STEPS, run_dir=tmp_path, checkpoint_every_s=1e9, show_progress=False,
+          log=lines.append, expected_s=1e-6, slow_hint="lower --total-steps")
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [STEPS, 3 * STEPS]  # after the first iteration and at the end, none between
+    assert lines[0].startswith("compiling (first iteration")
+    assert lines[1].startswith("first iteration: compiled in") and "ETA" in lines[1]
+    assert lines[2].startswith("warning: this run will take") and lines[2].endswith("lower --total-steps")
+    first_session = read_metrics(tmp_path)
+    assert "compile_s" in first_session[0] and "compile_s" not in first_session[1]
+    metrics = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    metrics[0] = json.dumps({**json.loads(metrics[0]), "compile_s": 42.0})  # as if compiling had taken 42 s
+    (tmp_path / "metrics.jsonl").write_text("\n".join(metrics) + "\n")
+    lines.clear()
+    train(ppo, total_steps=5 * STEPS, run_dir=tmp_path, resume=True, show_progress=False, log=lines.append)
+    assert lines[0] == "compiling (first iteration, ~42 s on this machine)"  # measured by the first session
+    records = read_metrics(tmp_path)
+    assert [r["env_steps"] for r in records] == [STEPS * i for i in range(1, 6)]
+    walls = [r["wall_s"] for r in records]
+    assert walls == sorted(walls) and walls[3] > walls[2]  # the second session continues the first's clock
 
 
 def test_corrupt_checkpoint(ppo, tmp_path):

@@ -7,7 +7,9 @@ scores a saved policy.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from brax.envs.base import Env
 
 from vlmrm_jax.envs import make_env
 from vlmrm_jax.envs.wrappers import wrap_for_vlm_training
@@ -27,7 +30,7 @@ from vlmrm_jax.render import to_uint8
 from vlmrm_jax.rewards import GoalBaselineReward, check_alpha, check_prompts
 from vlmrm_jax.rl import PPO, PPOConfig, Checkpoints, make_policy_fn, read_metrics, train
 from vlmrm_jax.rl.checkpoint import save_json_atomic
-from vlmrm_jax.rl.trainer import CHECKPOINT_DIR
+from vlmrm_jax.rl.trainer import CHECKPOINT_DIR, WALL_TIME
 
 CONFIG_FILE = "config.json"
 POLICY_DIR = "policy"
@@ -49,9 +52,12 @@ class RunConfig:
         total_steps: env steps to train for.
         seed: PRNG seed.
         ppo: PPO hyper-parameters (:class:`vlmrm_jax.rl.PPOConfig` fields).
-        checkpoint_every_s: seconds between checkpoints.
+        checkpoint_every_s: seconds between checkpoints (one is also written after the first iteration and at the
+            end).
         eval_episodes: episodes rolled out after training for the success rate and video.
         video_size: side of the rollout video's frames in pixels (rendered apart from the CLIP's frames).
+        expected_minutes: the wall time the chosen size preset promises, in minutes, or None; a warning is printed
+            when the ETA measured after the first iteration is more than :data:`SLOW_FACTOR` times longer.
     """
 
     prompts: list[str]
@@ -68,6 +74,7 @@ class RunConfig:
     checkpoint_every_s: float = 300.0
     eval_episodes: int = 4
     video_size: int = 224
+    expected_minutes: float | None = None
 
     def __post_init__(self):
         self.prompts = check_prompts(self.prompts, "goal prompt")
@@ -109,22 +116,69 @@ class RunConfig:
                              f"training run") from None
 
 
+class VLMPPO(PPO):
+    """:class:`~vlmrm_jax.rl.PPO` whose reward model weights are an argument of the jitted ``init`` and ``iteration``.
+
+    Arrays that a jitted function closes over become constants of the compiled program (~350 MB for a ViT-B/32
+    vision tower), which XLA copies and folds while compiling; passed as arguments they are only buffers. The env is
+    therefore rebuilt around the traced weights inside each traced function (cheap Python), while the interface
+    stays PPO's: ``init(rng)``, ``iteration(state)``.
+
+    Args:
+        make_env: ``weights -> batched training env`` whose reward embeds frames with those weights (e.g. the
+            :func:`~vlmrm_jax.envs.wrappers.wrap_for_vlm_training` stack with ``partial(clip.embed_images,
+            weights)``).
+        weights: the reward model's weights pytree (e.g. ``clip.params``), replicated over ``devices``.
+        config, devices: as for :class:`~vlmrm_jax.rl.PPO`.
+
+    Raises:
+        VlmrmError: as :class:`~vlmrm_jax.rl.PPO`.
+    """
+
+    def __init__(self, make_env: Callable[[Any], Env], weights: Any, config: PPOConfig,
+                 devices: list[jax.Device] | None = None):
+        super().__init__(make_env(weights), config, devices)
+        if self.mesh is not None:
+            weights = jax.device_put(weights, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
+        self.weights = weights
+
+        def with_env(weights) -> PPO:
+            traced = copy.copy(self)
+            traced.env = make_env(weights)
+            return traced
+
+        self.init = functools.partial(jax.jit(lambda w, rng: with_env(w)._init(rng)), weights)
+        self.iteration = functools.partial(jax.jit(lambda w, state: with_env(w)._iteration(state),
+                                                   donate_argnums=1), weights)
+
+
 @dataclasses.dataclass
 class Pipeline:
-    """The assembled pieces of a run (see :func:`build`)."""
+    """The assembled pieces of a run (see :func:`build`).
+
+    Attributes:
+        config: the run's configuration.
+        env: the unbatched env (a :class:`~vlmrm_jax.envs.base.VLMEnv`).
+        clip: the loaded CLIP; frames are embedded with ``clip.embed_images(weights, images)``.
+        reward: the goal-baseline reward of the run's prompts.
+        render_fn: renders ONE state at the CLIP's frame size: ``State -> float32 [S, S, 3]``.
+        metrics_fn: the env's ground-truth per-step values, ``State -> {name: float32 []}``.
+        ppo: the agent on the VLM-rewarded training env.
+    """
 
     config: RunConfig
-    env: Any  # the unbatched env
+    env: Any
     clip: CLIP
     reward: GoalBaselineReward
     render_fn: Callable
-    embed_fn: Callable
     metrics_fn: Callable | None
-    ppo: PPO
+    ppo: VLMPPO
 
 
 def build(config: RunConfig) -> Pipeline:
     """Loads the CLIP, embeds the prompts once, and assembles env, renderer, reward and PPO.
+
+    The CLIP's weights are an argument of the jitted PPO functions (:class:`VLMPPO`), not constants in them.
 
     Raises:
         VlmrmError: on an unknown env or model, or bad sizes.
@@ -135,12 +189,15 @@ def build(config: RunConfig) -> Pipeline:
                                                 clip.embed_text(config.baseline_prompts), config.alpha)
     size = config.image_size or clip.image_size
     render_fn = env.make_render_fn(size, size, shadows=config.shadows)
-    embed_fn = lambda images: clip.embed_images(clip.params, images)  # noqa: E731
     metrics_fn = env.step_metrics_fn()
     ppo_config = config.ppo_config()
-    train_env = wrap_for_vlm_training(env, episode_length=ppo_config.episode_length, render_fn=render_fn,
-                                      embed_fn=embed_fn, reward=reward, metrics_fn=metrics_fn)
-    return Pipeline(config, env, clip, reward, render_fn, embed_fn, metrics_fn, PPO(train_env, ppo_config))
+
+    def make_train_env(weights) -> Env:
+        return wrap_for_vlm_training(env, episode_length=ppo_config.episode_length, render_fn=render_fn,
+                                     embed_fn=functools.partial(clip.embed_images, weights), reward=reward,
+                                     metrics_fn=metrics_fn)
+
+    return Pipeline(config, env, clip, reward, render_fn, metrics_fn, VLMPPO(make_train_env, clip.params, ppo_config))
 
 
 def check_run_dir(out: str | Path, resume: bool) -> Path:
@@ -228,9 +285,15 @@ def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int =
     out = Path(out)
     config = pipeline.config
     policy = make_policy_fn(pipeline.ppo, state, deterministic=True)
-    result = rollout(pipeline.env, policy, jax.random.PRNGKey(seed), num_episodes=config.eval_episodes,
-                     episode_length=pipeline.ppo.config.episode_length, render_fn=pipeline.render_fn,
-                     embed_fn=pipeline.embed_fn, reward=pipeline.reward, metrics_fn=pipeline.metrics_fn)
+
+    @jax.jit
+    def run(weights, key):  # the CLIP weights as an argument, not constants of the compiled rollout
+        return rollout(pipeline.env, policy, key, num_episodes=config.eval_episodes,
+                       episode_length=pipeline.ppo.config.episode_length, render_fn=pipeline.render_fn,
+                       embed_fn=functools.partial(pipeline.clip.embed_images, weights), reward=pipeline.reward,
+                       metrics_fn=pipeline.metrics_fn)
+
+    result = run(pipeline.clip.params, jax.random.PRNGKey(seed))
     rewards = np.asarray(result.rewards)
     task = pipeline.env.task_metric(config.prompts)
     summary = {"env_steps": int(state.env_steps), "episodes": config.eval_episodes,

@@ -18,6 +18,42 @@ from vlmrm_jax.rl.ppo import PPO, TrainState
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
+#: Key of a checkpoint's meta holding the wall-clock seconds trained so far, summed over resumed sessions.
+WALL_TIME = "wall_s"
+#: A warning is printed when the ETA measured after the first iteration exceeds the promised time this many times.
+SLOW_FACTOR = 3.0
+#: Compiling the first iteration took 1.9-3.4x as long as compiling ``init`` (reset, render and CLIP of the reset
+#: frame) in measurements on CPU (CartPole with a tiny CLIP and a ViT-B/32-sized one): the estimate before any
+#: iteration of a run has been compiled on this machine.
+COMPILE_RATIO = 3.0
+
+
+class _CompileClock:
+    """Seconds JAX has spent tracing, lowering and compiling since the process started (jax.monitoring events)."""
+
+    EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+              "/jax/core/compile/backend_compile_duration")
+
+    def __init__(self):
+        self.seconds = 0.0
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event: str, duration: float, **_) -> None:
+        if event in self.EVENTS:
+            self.seconds += duration
+
+
+_COMPILE_CLOCK = _CompileClock()
+
+
+def _duration(seconds: float) -> str:
+    """``75`` -> ``'1 min 15 s'``: seconds in words for progress lines."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _all_finite(tree) -> bool:
@@ -36,7 +72,8 @@ def _truncate_metrics(path: Path, max_step: int) -> None:
 
 def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, resume: bool = False,
           checkpoint_every_s: float = 300.0, meta: dict | None = None,
-          on_metrics: Callable[[dict], None] | None = None, show_progress: bool = True) -> TrainState:
+          on_metrics: Callable[[dict], None] | None = None, show_progress: bool = True,
+          log: Callable[[str], None] = print, expected_s: float | None = None, slow_hint: str = "") -> TrainState:
     """Runs PPO iterations until ``total_steps`` env steps, with checkpoints and a metrics file in ``run_dir``.
 
     Any learner with the same shape runs here too (e.g. :class:`vlmrm_jax.agent.CollectInfer`): jittable
@@ -46,48 +83,73 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
     Every iteration appends one JSON line to ``run_dir/metrics.jsonl`` (``env_steps``, ``steps_per_s``,
     ``wall_s``, and the float metrics of :meth:`PPO.iteration`) and updates a progress bar (env steps/s, mean
     reward, ETA). A checkpoint of the whole :class:`TrainState` is written to ``run_dir/checkpoints/<env_step>``
-    at most every ``checkpoint_every_s`` seconds and at the end.
+    after the first iteration of each session, then at most every ``checkpoint_every_s`` seconds, and at the end,
+    so a run killed at any moment loses at most one checkpoint interval. ``wall_s`` sums over resumed sessions
+    (it is stored in each checkpoint's meta under :data:`WALL_TIME`).
+
+    Before the first iteration it logs ``compiling (first iteration, ~N s on this machine)``: N is the compile time
+    measured by an earlier session of this run (the ``compile_s`` of its first metrics line), else
+    :data:`COMPILE_RATIO` times the time ``init`` took to compile. After it, one line with the measured compile and
+    run time and the ETA of the remaining iterations, and a warning when the whole run will take more than
+    :data:`SLOW_FACTOR` times ``expected_s``.
 
     Args:
         ppo: the agent and its env.
         total_steps: env steps to train for (rounded up to whole iterations).
         run_dir: output directory.
         seed: PRNG seed of a new run (ignored on resume: the rng is part of the checkpoint).
-        resume: continue from the latest checkpoint in ``run_dir``.
+        resume: continue from the latest checkpoint in ``run_dir``; with none there yet (a run killed before its
+            first checkpoint), start afresh from ``seed``, dropping the metrics lines that run left.
         checkpoint_every_s: wall-clock seconds between checkpoints.
         meta: JSON-serialisable data stored with each checkpoint (e.g. the run's config).
         on_metrics: called with each iteration's metrics dict.
         show_progress: draw a tqdm progress bar.
+        log: where the compile, ETA and warning lines go.
+        expected_s: the wall time the run's sizes promise (seconds), or None for no warning.
+        slow_hint: what to change when the run is too slow, appended to the warning.
 
     Returns:
         The final TrainState.
 
     Raises:
-        CheckpointError: ``resume`` with no checkpoint, or a corrupt one.
+        CheckpointError: a corrupt checkpoint, or checkpoints in ``run_dir`` without ``resume``.
         NonFiniteError: a NaN/Inf in the metrics or parameters; the last good checkpoint is kept and the bad state
             is not saved.
     """
     run_dir = Path(run_dir)
     metrics_path = run_dir / METRICS_FILE
     checkpoints = Checkpoints(run_dir / CHECKPOINT_DIR)
+    compile_estimate = None
+    resume = resume and checkpoints.latest_step() is not None
     if resume:
         abstract = jax.eval_shape(ppo.init, jax.random.PRNGKey(seed))
-        state, _ = checkpoints.restore(abstract)
+        state, restored_meta = checkpoints.restore(abstract)
         _truncate_metrics(metrics_path, int(state.env_steps))
+        wall_before = float(restored_meta.get(WALL_TIME, 0.0))
+        compiled = [r["compile_s"] for r in read_metrics(run_dir) if "compile_s" in r]
+        compile_estimate = compiled[-1] if compiled else None
     else:
         if checkpoints.latest_step() is not None:
             raise CheckpointError(f"{checkpoints.directory} already holds checkpoints; pass --resume to continue "
                                   f"that run or choose an empty --out directory")
-        state = ppo.init(jax.random.PRNGKey(seed))
+        _truncate_metrics(metrics_path, -1)  # lines of an earlier session killed before its first checkpoint
+        clock = _COMPILE_CLOCK.seconds
+        state = jax.block_until_ready(ppo.init(jax.random.PRNGKey(seed)))
+        compile_estimate = COMPILE_RATIO * (_COMPILE_CLOCK.seconds - clock) or None
+        wall_before = 0.0
     start_steps = int(state.env_steps)
     last_good = start_steps if resume else None
+    if start_steps < total_steps:
+        about = f", ~{_duration(compile_estimate)} on this machine" if compile_estimate else ""
+        log(f"compiling (first iteration{about})")
     bar = tqdm(total=total_steps, initial=min(start_steps, total_steps), unit="step", unit_scale=True,
                disable=not show_progress, dynamic_ncols=True)
     t_start = t_ckpt = time.time()
+    first = True
     try:
         with metrics_path.open("a") as metrics_file:
             while int(state.env_steps) < total_steps:
-                t0, steps_before = time.time(), int(state.env_steps)
+                t0, steps_before, clock = time.time(), int(state.env_steps), _COMPILE_CLOCK.seconds
                 state, metrics = ppo.iteration(state)
                 metrics = {k: float(v) for k, v in metrics.items()}
                 steps = int(state.env_steps)
@@ -100,7 +162,11 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
                     raise NonFiniteError(f"non-finite values in {where} at env step {steps}; {kept}. Lower "
                                          f"--learning-rate or check the reward (prompts, model)")
                 record = {"env_steps": steps, "steps_per_s": (steps - steps_before) / dt,
-                          "wall_s": time.time() - t_start, **metrics}
+                          "wall_s": wall_before + time.time() - t_start, **metrics}
+                if first:
+                    record["compile_s"] = min(_COMPILE_CLOCK.seconds - clock, dt)
+                    _report_first_iteration(record["compile_s"], dt, steps - steps_before, total_steps - steps,
+                                            record["wall_s"], expected_s, slow_hint, log)
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
                 if on_metrics is not None:
@@ -109,13 +175,26 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
                 success = {"success": f"{metrics['success_rate']:.3f}"} if "success_rate" in metrics else {}
                 bar.set_postfix(reward=f"{metrics['reward_mean']:.4f}", **success, sps=f"{record['steps_per_s']:.0f}")
                 done = steps >= total_steps
-                if done or time.time() - t_ckpt >= checkpoint_every_s:
-                    checkpoints.save(steps, state, meta)
+                if first or done or time.time() - t_ckpt >= checkpoint_every_s:
+                    checkpoints.save(steps, state, {**(meta or {}), WALL_TIME: record["wall_s"]})
                     last_good, t_ckpt = steps, time.time()
+                first = False
     finally:
         bar.close()
         checkpoints.close()
     return state
+
+
+def _report_first_iteration(compile_s: float, dt: float, steps: int, remaining: int, wall_s: float,
+                            expected_s: float | None, slow_hint: str, log: Callable[[str], None]) -> None:
+    """Logs the measured compile and run time of the first iteration, the ETA, and the too-slow warning."""
+    run_s = max(dt - compile_s, 1e-3)
+    eta = run_s * math.ceil(max(remaining, 0) / max(steps, 1))
+    log(f"first iteration: compiled in {_duration(compile_s)}, ran in {run_s:.1f} s ({steps / run_s:.0f} env "
+        f"steps/s); ETA {_duration(eta)} for the remaining {max(remaining, 0):,} env steps")
+    if expected_s and wall_s + eta > SLOW_FACTOR * expected_s:
+        log(f"warning: this run will take ~{_duration(wall_s + eta)}, far more than the ~{_duration(expected_s)} "
+            f"its size preset promises{'; ' + slow_hint if slow_hint else ''}")
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
