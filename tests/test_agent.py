@@ -208,7 +208,7 @@ def test_subgoal_advancing(agent):
 
 def test_one_iteration_under_jit(agent):
     state = agent.init(jax.random.PRNGKey(0))
-    traj = agent.collect(state.params, jax.random.PRNGKey(1), num_envs=TINY.num_envs)
+    traj = agent.collect(state.params, jax.random.PRNGKey(1), True, num_envs=TINY.num_envs, keep_states=True)
     T, N = TINY.episode_length, TINY.num_envs
     assert traj.obs.shape == (T, N, 16) and traj.action.shape == (T, N, 2)
     assert traj.detected.shape == (T, N, len(SUBGOALS)) and traj.subgoal.dtype == jnp.int32
@@ -218,10 +218,15 @@ def test_one_iteration_under_jit(agent):
     # Only qualifying episodes are stored: the iteration with the same rng collects the same episodes.
     state = agent.init(jax.random.PRNGKey(0))
     key_collect = jax.random.split(state.rng, 4)[0]
-    expected_traj = agent.collect(state.params, key_collect, num_envs=N)
+    expected_traj = agent.collect(state.params, key_collect, True, num_envs=N, keep_states=True)
     keep, mask = stored_mask(expected_traj)
     assert 0 < int(keep.sum()) < N  # the tiny config has some qualifying and some failed episodes
-    new_state, metrics = agent.iteration(state)
+    pure_state, pure_metrics = jax.jit(agent.pure_iteration)(state)  # the same iteration as one jitted function
+    new_state, metrics = agent.iteration(agent.init(jax.random.PRNGKey(0)))
+    for k in metrics:
+        np.testing.assert_allclose(pure_metrics[k], metrics[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), pure_state.params,
+                 new_state.params)
     assert int(agent.buffer.size(new_state.buffer)) == int(keep.sum()) == int(metrics["episodes_stored"])
     stored = new_state.buffer.experience
     np.testing.assert_array_equal(stored["mask"][0, :int(keep.sum())], np.asarray(mask).T[np.asarray(keep)])
@@ -257,3 +262,34 @@ def test_bad_input():
             CollectInferConfig(**bad)
     with pytest.raises(VlmrmError, match="grid"):
         PolicyConfig(grid=1)
+
+
+def test_checkpoint_resume_is_exact(agent, tmp_path):
+    from vlmrm_jax.rl import read_metrics, train
+
+    per_iteration = TINY.env_steps_per_iteration  # an upper bound: episodes that succeed end early
+    straight = train(agent, total_steps=3 * per_iteration, run_dir=tmp_path / "a", seed=5, show_progress=False)
+    # A run "killed" after its first checkpoint, then resumed to the same budget.
+    train(agent, total_steps=per_iteration, run_dir=tmp_path / "b", seed=5, show_progress=False)
+    resumed = train(agent, total_steps=3 * per_iteration, run_dir=tmp_path / "b", seed=123, resume=True,
+                    show_progress=False)
+    assert int(resumed.env_steps) == int(straight.env_steps) and int(resumed.episodes) == int(straight.episodes)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), straight.params,
+                 resumed.params)
+    np.testing.assert_array_equal(straight.buffer.experience["action"], resumed.buffer.experience["action"])
+    a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
+    assert [r["env_steps"] for r in a] == [r["env_steps"] for r in b]
+    assert [r["success_rate"] for r in a] == [r["success_rate"] for r in b]
+
+
+def test_sparse_baseline_stores_only_rewarded_episodes():
+    agent = make_agent(CollectInferConfig(**{**TINY.__dict__, "use_subgoals": False}), task="grasp_red")
+    state = agent.init(jax.random.PRNGKey(2))
+    key_collect = jax.random.split(state.rng, 4)[0]
+    traj = agent.collect(state.params, key_collect, True, num_envs=TINY.num_envs, keep_states=True)
+    assert not bool(traj.detected.any()) and bool(jnp.all(traj.stage == 0))
+    np.testing.assert_array_equal(traj.event, traj.reward > 0)
+    new_state, metrics = agent.iteration(state)
+    rewarded = int(jnp.any(traj.reward > 0, axis=0).sum())
+    assert 0 < rewarded == int(metrics["episodes_stored"]) == int(agent.buffer.size(new_state.buffer))
+    np.testing.assert_allclose(metrics["success_rate"], rewarded / TINY.num_envs)

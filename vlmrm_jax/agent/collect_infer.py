@@ -176,7 +176,8 @@ class CollectInfer:
         VlmrmError: a plan id outside ``[0, S)``, a plan length outside ``[1, K]``, a missing detector, or a token
             split that does not fit the observation.
 
-    Use ``state = ci.init(rng)`` then ``state, metrics = ci.iteration(state)`` (both jitted). ``metrics`` are
+    Use ``state = ci.init(rng)`` then ``state, metrics = ci.iteration(state)`` (both compiled;
+    :meth:`pure_iteration` is the same iteration as one pure, jittable function). ``metrics`` are
     float32 scalars: ``reward_mean`` (env reward per env step), ``success_rate`` (ground truth, over this
     iteration's episodes), ``subgoals_reached`` (mean fraction of the plan detected per episode),
     ``episode_length_mean``, ``episodes_stored``, ``buffer_episodes``, ``bc_loss`` (mean over the BC steps),
@@ -212,8 +213,8 @@ class CollectInfer:
         self.optimizer = optax.chain(*clip, optax.adam(config.learning_rate))
         self.buffer = EpisodeBuffer(config.buffer_capacity, config.bc_batch_size)
         self.init = jax.jit(self._init)
-        self.iteration = jax.jit(self._iteration, donate_argnums=0)
-        self.collect = jax.jit(self._collect, static_argnames=("num_envs", "explore", "keep_states"))
+        self.collect = jax.jit(self._collect, static_argnames=("num_envs", "keep_states"))
+        self._learn = jax.jit(self._store_and_learn, donate_argnums=0)
 
     # -- pieces ---------------------------------------------------------------------------------------------------
 
@@ -259,9 +260,11 @@ class CollectInfer:
         hit = jnp.take_along_axis(detected, current[:, None], axis=1)[:, 0] & (stage < self.plan_length) & alive
         return stage + hit.astype(jnp.int32), hit
 
-    def _collect(self, params, key: jax.Array, *, num_envs: int, explore: bool = True,
+    def _collect(self, params, key: jax.Array, explore: bool | jax.Array = True, *, num_envs: int,
                  keep_states: bool = False) -> Trajectory:
-        """Plays ``num_envs`` episodes of at most ``episode_length`` actions; returns the :class:`Trajectory`."""
+        """Plays ``num_envs`` episodes of at most ``episode_length`` actions; returns the :class:`Trajectory`.
+
+        ``explore`` (bool, may be traced): exploration noise on (collecting) or off (greedy evaluation)."""
         key_reset, key_act = jax.random.split(key)
         env_state = jax.vmap(self.env.reset)(jax.random.split(key_reset, num_envs))
         stage = jnp.zeros((num_envs,), jnp.int32)
@@ -311,10 +314,11 @@ class CollectInfer:
                                                          jax.random.split(key, self.config.bc_steps))
         return params, optimizer_state, jnp.mean(losses)
 
-    def _iteration(self, state: CollectInferState) -> tuple[CollectInferState, Metrics]:
+    def _store_and_learn(self, state: CollectInferState, traj: Trajectory,
+                         greedy: Trajectory | None = None) -> tuple[CollectInferState, Metrics]:
+        """Stores the qualifying episodes of ``traj`` and runs the behaviour-cloning steps (steps 2 and 3)."""
         config = self.config
-        key_collect, key_eval, key_train, rng = jax.random.split(state.rng, 4)
-        traj = self._collect(state.params, key_collect, num_envs=config.num_envs)
+        _, _, key_train, rng = jax.random.split(state.rng, 4)
         keep, mask = stored_mask(traj)
         swap = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731  [T, N, ...] -> [N, T, ...]
         episodes = {"obs": swap(traj.obs), "subgoal": swap(traj.subgoal), "action": swap(traj.action),
@@ -331,11 +335,34 @@ class CollectInfer:
                    "episode_length_mean": jnp.mean(jnp.sum(traj.alive, axis=0)),
                    "episodes_stored": jnp.sum(keep), "buffer_episodes": self.buffer.size(buffer),
                    "bc_loss": loss, "episodes": state.episodes + config.num_envs}
-        if config.eval_envs:
-            greedy = self._collect(state.params, key_eval, num_envs=config.eval_envs, explore=False)
+        if greedy is not None:
             metrics["greedy_success_rate"] = jnp.mean(jnp.any(greedy.success, axis=0))
         metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
         new_state = CollectInferState(params=params, optimizer_state=optimizer_state, buffer=buffer,
                                       env_steps=state.env_steps + steps, episodes=state.episodes + config.num_envs,
                                       rng=rng)
         return new_state, metrics
+
+    def _keys(self, state: CollectInferState) -> tuple[jax.Array, jax.Array]:
+        key_collect, key_eval, _, _ = jax.random.split(state.rng, 4)
+        return key_collect, key_eval
+
+    def pure_iteration(self, state: CollectInferState) -> tuple[CollectInferState, Metrics]:
+        """One iteration (collect, store, behaviour cloning) as one pure function: jit it, scan it over iterations
+        or vmap it over seeds. :meth:`iteration` computes the same thing."""
+        key_collect, key_eval = self._keys(state)
+        traj = self._collect(state.params, key_collect, True, num_envs=self.config.num_envs)
+        greedy = (self._collect(state.params, key_eval, False, num_envs=self.config.eval_envs)
+                  if self.config.eval_envs else None)
+        return self._store_and_learn(state, traj, greedy)
+
+    def iteration(self, state: CollectInferState) -> tuple[CollectInferState, Metrics]:
+        """One iteration, as two compiled programs: the jitted :meth:`collect` (the same program the greedy
+        evaluation and video use, so a run compiles the env's step once) and the jitted store + behaviour cloning.
+        Equal to :meth:`pure_iteration`."""
+        key_collect, key_eval = self._keys(state)
+        traj = self.collect(state.params, key_collect, True, num_envs=self.config.num_envs, keep_states=True)
+        greedy = (self.collect(state.params, key_eval, False, num_envs=self.config.eval_envs, keep_states=True)
+                  if self.config.eval_envs else None)
+        return self._learn(state, traj._replace(states=None),
+                           None if greedy is None else greedy._replace(states=None))

@@ -130,25 +130,25 @@ def action_cell(action: jax.Array, grid: int) -> jax.Array:
     return ij[..., 0] * grid + ij[..., 1]
 
 
-def act(config: PolicyConfig, output: jax.Array, key: jax.Array, *, explore: bool = True) -> jax.Array:
+def act(config: PolicyConfig, output: jax.Array, key: jax.Array, *, explore: bool | jax.Array = True) -> jax.Array:
     """Actions float32 [B, 2] in ``[-1, 1]`` from the policy's output (see :class:`TransformerPolicy`).
 
-    With ``explore``: a sample of the categorical (or the continuous mean plus N(0, sigma^2) noise, clipped), replaced
-    with probability ``epsilon`` by a uniform random action. Without: the most likely cell's centre (or the mean).
+    With ``explore`` (a Python or traced bool): a sample of the categorical (or the continuous mean plus
+    N(0, sigma^2) noise, clipped), replaced with probability ``epsilon`` by a uniform random action. Without: the
+    most likely cell's centre (or the mean).
     """
     key_sample, key_eps, key_uniform = jax.random.split(key, 3)
     batch = output.shape[:-1]
     if config.grid:
         centres = cell_centres(config.grid)
-        if not explore:
-            return centres[jnp.argmax(output, axis=-1)]
-        action = centres[jax.random.categorical(key_sample, output, axis=-1)]
+        greedy = centres[jnp.argmax(output, axis=-1)]
+        sampled = centres[jax.random.categorical(key_sample, output, axis=-1)]
     else:
-        if not explore:
-            return output
-        action = jnp.clip(output + config.sigma * jax.random.normal(key_sample, output.shape), -1.0, 1.0)
+        greedy = output
+        sampled = jnp.clip(output + config.sigma * jax.random.normal(key_sample, output.shape), -1.0, 1.0)
     uniform = jax.random.uniform(key_uniform, batch + (2,), minval=-1.0, maxval=1.0)
-    return jnp.where(jax.random.bernoulli(key_eps, config.epsilon, batch)[..., None], uniform, action)
+    noisy = jnp.where(jax.random.bernoulli(key_eps, config.epsilon, batch)[..., None], uniform, sampled)
+    return jnp.where(explore, noisy, greedy)
 
 
 def bc_loss(config: PolicyConfig, output: jax.Array, action: jax.Array, mask: jax.Array) -> jax.Array:

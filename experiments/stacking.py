@@ -1,0 +1,330 @@
+"""Train the language-centred agent (Di Palo et al. 2023) on block stacking: collect & infer with the planner's
+subgoals and the CLIP subgoal detector, or the sparse-reward baseline.
+
+    python -m experiments.stacking --instruction "stack the red object on the blue object"
+    python -m experiments.stacking --instruction "stack all three objects" --learner sparse --out runs/sparse_all
+
+The planner (a T5, or the task's canonical decomposition with --planner canonical) turns the instruction into
+subgoal captions once at the start; the run's env task is the instruction's (the env's ground truth decides
+success, never the detector). Physics (MJX), the policy, rendering both basket cameras, CLIP embedding, subgoal
+detection, storing and behaviour cloning run in one jitted iteration. Writes config.json, metrics.jsonl,
+checkpoints/, success_curve.png, episode.mp4 (one greedy episode, first camera, current subgoal and detections
+written on it) and eval.json into --out. A killed run continues with --resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from experiments import run_cli
+from vlmrm_jax.errors import VlmrmError
+
+#: Learners: collect & infer with subgoals, and the same learner with the env's sparse reward only.
+LEARNERS = ("collect_infer", "sparse")
+#: Detector model and planner used when none is given.
+DEFAULT_MODEL = "stacking-clip-tiny"
+DEFAULT_PLANNER = "stacking-t5-tiny"
+#: Sizes per device kind: "cpu" is this repo's 2-core machine (see docs/agent.md for what it reaches);
+#: "accelerator" uses the paper's 1000 actors.
+PRESETS = {
+    "cpu": dict(total_steps=20_000, num_envs=16, bc_steps=16, bc_batch_size=32),
+    "accelerator": dict(total_steps=1_000_000, num_envs=1000, bc_steps=64, bc_batch_size=256),
+}
+CONFIG_FILE = "config.json"
+
+
+def task_of_instruction(instruction: str):
+    """The stacking task whose instruction is ``instruction`` (case, spaces and a final period ignored).
+
+    Raises:
+        VlmrmError: if no task has that instruction (the message lists them).
+    """
+    from vlmrm_jax.envs.stacking.language import TASKS
+
+    key = " ".join(instruction.strip().rstrip(".").split()).lower()
+    for task in TASKS.values():
+        if task.instruction.lower() == key:
+            return task
+    raise VlmrmError(f"no stacking task has the instruction {instruction!r}; use one of: "
+                     f"{'; '.join(t.instruction for t in TASKS.values())}")
+
+
+def make_plan(planner: str, instruction: str) -> list[str]:
+    """The subgoal captions for ``instruction``: the planner's output, or with ``planner == "canonical"`` the task's
+    own decomposition.
+
+    Raises:
+        VlmrmError: the planner's output is not a list of known subgoals (the message quotes it), or the planner
+            cannot be loaded.
+    """
+    from vlmrm_jax.envs.stacking.language import SUBGOALS
+
+    if planner == "canonical":
+        return list(task_of_instruction(instruction).subgoals)
+    from vlmrm_jax.planner import SubgoalPlanner
+
+    result = SubgoalPlanner.load(planner, subgoals=SUBGOALS).plan([instruction])
+    if not bool(result.valid[0]):
+        raise VlmrmError(f"the planner {planner!r} turned {instruction!r} into {result.texts[0]!r}, not a list of "
+                         f"known subgoals; use --planner canonical or another planner")
+    return [SUBGOALS[int(i)] for i in result.subgoals[0, :int(result.count[0])]]
+
+
+def short_label(caption: str) -> str:
+    """"The robot is grasping the red object" -> "grasp red"; "The red object is on top of the blue object" ->
+    "red on blue" (for video captions)."""
+    words = caption.lower().replace("the ", "").replace(" object", "").split()
+    if words[:3] == ["robot", "is", "grasping"]:
+        return "grasp " + " ".join(words[3:])
+    return " ".join(w for w in words if w not in ("is", "top", "of"))
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything that defines an agent run; saved as ``config.json`` in the run directory.
+
+    Attributes:
+        instruction: the task instruction (the paper's wording).
+        task: the env task key it names (its ground truth is the success criterion).
+        plan: the subgoal captions the planner produced (fixed for the run).
+        learner: one of :data:`LEARNERS`.
+        planner: where ``plan`` came from (a planner name/path, or "canonical").
+        model: the subgoal detector's CLIP (None for the sparse learner).
+        total_steps: env steps (actions) to train for.
+        seed: PRNG seed.
+        episode_length: actions per episode.
+        image_size: detector frame size (pixels, square); None = the CLIP's input size.
+        shadows: ray-traced shadows in the detector's frames.
+        agent: :class:`vlmrm_jax.agent.CollectInferConfig` fields (``policy``: PolicyConfig fields).
+        eval_episodes: greedy episodes after training (success rate, video).
+        video_size: side of the video's frames in pixels.
+        checkpoint_every_s: seconds between checkpoints.
+    """
+
+    instruction: str
+    task: str
+    plan: list[str]
+    learner: str = "collect_infer"
+    planner: str = DEFAULT_PLANNER
+    model: str | None = DEFAULT_MODEL
+    total_steps: int = 20_000
+    seed: int = 0
+    episode_length: int = 10
+    image_size: int | None = None
+    shadows: bool = True
+    agent: dict[str, Any] = dataclasses.field(default_factory=dict)
+    eval_episodes: int = 8
+    video_size: int = 192
+    checkpoint_every_s: float = 120.0
+
+    def __post_init__(self):
+        if self.learner not in LEARNERS:
+            raise VlmrmError(f"unknown learner {self.learner!r}; choose one of {', '.join(LEARNERS)}")
+        for name in ("total_steps", "episode_length", "eval_episodes", "video_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise VlmrmError(f"{name.replace('_', '-')}={value!r} must be a positive integer")
+        if self.image_size is not None and self.image_size <= 0:
+            raise VlmrmError(f"image-size={self.image_size!r} must be a positive number of pixels")
+        self.agent_config()  # validates
+
+    def agent_config(self):
+        """The :class:`vlmrm_jax.agent.CollectInferConfig` (validated)."""
+        from vlmrm_jax.agent import CollectInferConfig, PolicyConfig
+
+        fields = dict(self.agent)
+        policy = dict(fields.pop("policy", {}))
+        if "token_sizes" in policy:
+            policy["token_sizes"] = tuple(policy["token_sizes"])
+        return CollectInferConfig(**fields, episode_length=self.episode_length,
+                                  use_subgoals=self.learner == "collect_infer", policy=PolicyConfig(**policy))
+
+    def save(self, out: Path) -> None:
+        from vlmrm_jax.rl.checkpoint import save_json_atomic
+
+        save_json_atomic(Path(out) / CONFIG_FILE, dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, out: str | Path) -> "RunConfig":
+        path = Path(out) / CONFIG_FILE
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise VlmrmError(f"{path} does not exist; pass the --out directory of a stacking run") from None
+        except (json.JSONDecodeError, TypeError) as e:
+            raise VlmrmError(f"{path} is not a valid stacking run config ({e})") from None
+
+
+def build(config: RunConfig):
+    """Builds the env, the detector (collect & infer only) and the learner.
+
+    Returns:
+        (env, agent :class:`vlmrm_jax.agent.CollectInfer`).
+
+    Raises:
+        VlmrmError: an unknown subgoal in the plan, a missing model, bad sizes.
+    """
+    import jax.numpy as jnp
+    import numpy as np
+
+    from vlmrm_jax.agent import CollectInfer
+    from vlmrm_jax.envs import make_env
+    from vlmrm_jax.envs.stacking.language import SUBGOALS, subgoal_id
+
+    env = make_env("stacking", task=config.task, episode_length=config.episode_length)
+    plan = [subgoal_id(c) for c in config.plan]  # raises on an unknown subgoal
+    agent_config = config.agent_config()
+    detect_fn: Callable | None = None
+    if config.learner == "collect_infer":
+        from vlmrm_jax.models.detection import SubgoalDetector
+
+        detector = SubgoalDetector.load(config.model, SUBGOALS)
+        size = config.image_size or detector.clip.image_size
+        if detector.combine is None:  # a single-view detector: the first camera only
+            render = env.make_render_fn(size, size, shadows=config.shadows)
+            detect_fn = lambda state: detector(render(state)[None])[0]  # noqa: E731
+        else:
+            frames = env.make_frames_fn(size, size, shadows=config.shadows)
+            detect_fn = lambda state: detector(frames(state)[None])[0]  # noqa: E731
+        embeddings = detector.text_embeddings
+    else:  # the sparse learner never reads its (constant) subgoal token: one-hot rows suffice
+        embeddings = jnp.eye(len(SUBGOALS), dtype=jnp.float32)
+    agent = CollectInfer(env, agent_config, subgoal_embeddings=embeddings, plan=np.array(plan, np.int32),
+                         plan_length=len(plan), detect_fn=detect_fn, success_fn=env.task_success)
+    return env, agent
+
+
+def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False, show_progress: bool = True,
+              log: Callable[[str], None] = print) -> dict:
+    """Trains (or resumes) a run in ``out`` and writes the outputs (see the module docstring).
+
+    Returns:
+        The greedy evaluation summary (as in ``eval.json``).
+
+    Raises:
+        VlmrmError: bad input, a corrupt checkpoint, or NaN in training.
+    """
+    import jax
+
+    from vlmrm_jax.agent.outputs import episode_video, evaluate, plot_success_curve
+    from vlmrm_jax.envs.stacking.language import SUBGOALS
+    from vlmrm_jax.pipeline import prepare_run_dir
+    from vlmrm_jax.rl import read_metrics, train
+    from vlmrm_jax.rl.checkpoint import save_json_atomic
+
+    out = prepare_run_dir(out, resume)
+    if resume:
+        config = RunConfig.load(out)
+        log(f"resuming {out}: {config.learner} on {config.instruction!r}")
+    env, agent = build(config)
+    config.save(out)
+    state = train(agent, total_steps=config.total_steps, run_dir=out, seed=config.seed, resume=resume,
+                  checkpoint_every_s=config.checkpoint_every_s, show_progress=show_progress,
+                  meta={"config": dataclasses.asdict(config)})
+    records = read_metrics(out)
+    plot_success_curve(records, out / "success_curve.png", title=f"{config.instruction} ({config.learner})")
+    summary, traj = evaluate(agent, state, jax.random.PRNGKey(config.seed + 1), config.eval_episodes)
+    summary.update(env_steps=int(state.env_steps), learner=config.learner, instruction=config.instruction,
+                   plan=config.plan, steps_to_50pct=steps_to(records, 0.5))
+    render = env.make_render_fn(config.video_size, config.video_size, shadows=config.shadows)
+    episode_video(out / "episode.mp4", traj, render, [short_label(c) for c in SUBGOALS],
+                  use_subgoals=config.learner == "collect_infer")
+    save_json_atomic(out / "eval.json", summary)
+    log(f"greedy evaluation over {config.eval_episodes} episodes: success rate {summary['success_rate']:.2f} "
+        f"(ground truth); video {out / 'episode.mp4'}")
+    return summary
+
+
+def steps_to(records: list[dict], rate: float, key: str = "success_rate") -> int | None:
+    """The env steps of the first iteration whose ``key`` reached ``rate``, or None."""
+    return next((r["env_steps"] for r in records if r.get(key, 0.0) >= rate), None)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m experiments.stacking", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--instruction", default="Stack the red object on the blue object",
+                   help="the task, in the paper's words (default: %(default)r)")
+    p.add_argument("--learner", choices=LEARNERS, default="collect_infer",
+                   help="collect_infer (subgoals + detector) or sparse (env reward only) (default %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="subgoal detector CLIP: shipped name or directory with a "
+                   "detector.json (default %(default)s)")
+    p.add_argument("--planner", default=DEFAULT_PLANNER, help="T5 planner: shipped name, directory or hub id; "
+                   "'canonical' takes the task's own decomposition (default %(default)s)")
+    p.add_argument("--preset", choices=["auto", *PRESETS], default="auto",
+                   help="sizes for the device: auto picks 'cpu' or 'accelerator' from JAX's default backend")
+    p.add_argument("--total-steps", type=int, help="env steps (actions) to train for (default: from the preset)")
+    p.add_argument("--num-envs", type=int, help="actors collecting in parallel (default: from the preset)")
+    p.add_argument("--episode-length", type=int, default=10, help="actions per episode (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/stacking", help="output directory (must be empty unless --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--image-size", type=int, help="detector frame size in pixels (default: the CLIP's input size)")
+    p.add_argument("--no-shadows", action="store_true", help="skip the shadow ray in the detector's frames")
+    p.add_argument("--eval-episodes", type=int, default=8, help="greedy episodes after training")
+    p.add_argument("--video-size", type=int, default=192, metavar="PX")
+    p.add_argument("--checkpoint-every", type=float, default=120.0, metavar="SECONDS")
+    a = p.add_argument_group("collect & infer (defaults: from the preset, else the library's)")
+    a.add_argument("--bc-steps", type=int, help="behaviour-cloning Adam steps per iteration")
+    a.add_argument("--bc-batch-size", type=int, help="stored episodes per BC step")
+    a.add_argument("--buffer-capacity", type=int, help="stored episodes kept")
+    a.add_argument("--learning-rate", type=float)
+    a.add_argument("--eval-envs", type=int, help="greedy actors per iteration for greedy_success_rate (0: none)")
+    a.add_argument("--grid", type=int, help="action grid cells per axis; 0 = continuous head")
+    a.add_argument("--epsilon", type=float, help="probability of a uniform random action while collecting")
+    return p.parse_args(argv)
+
+
+def make_config(args: argparse.Namespace, log: Callable[[str], None] = print) -> RunConfig:
+    """Parsed arguments -> a validated :class:`RunConfig` (sizes from the preset, the plan from the planner).
+
+    Raises:
+        VlmrmError: on any bad value.
+    """
+    from vlmrm_jax.pipeline import check_run_dir, device_kind
+
+    preset_name = args.preset if args.preset != "auto" else ("cpu" if device_kind() == "cpu" else "accelerator")
+    preset = dict(PRESETS[preset_name])
+    total_steps = preset.pop("total_steps") if args.total_steps is None else args.total_steps
+    agent = dict(preset)
+    for name in ("num_envs", "bc_steps", "bc_batch_size", "buffer_capacity", "learning_rate", "eval_envs"):
+        if getattr(args, name) is not None:
+            agent[name] = getattr(args, name)
+    policy = {k: getattr(args, k) for k in ("grid", "epsilon") if getattr(args, k) is not None}
+    if policy:
+        agent["policy"] = policy
+    task = task_of_instruction(args.instruction)
+    check_run_dir(args.out, resume=False)
+    plan = make_plan(args.planner, args.instruction)
+    config = RunConfig(instruction=args.instruction, task=task.key, plan=plan, learner=args.learner,
+                       planner=args.planner, model=args.model if args.learner == "collect_infer" else None,
+                       total_steps=total_steps, seed=args.seed, episode_length=args.episode_length,
+                       image_size=args.image_size, shadows=not args.no_shadows, agent=agent,
+                       eval_episodes=args.eval_episodes, video_size=args.video_size,
+                       checkpoint_every_s=args.checkpoint_every)
+    c = config.agent_config()
+    log(f"task {task.key}; plan ({args.planner}): {' -> '.join(plan)}")
+    log(f"preset: {preset_name}; learner {config.learner}; total_steps={total_steps}, num_envs={c.num_envs}, "
+        f"episode_length={c.episode_length}, bc_steps={c.bc_steps}, grid={c.policy.grid}")
+    return config
+
+
+def main(argv=None) -> int:
+    """Runs the CLI; returns the exit code (0 done, 2 bad input, 130 interrupted)."""
+    args = parse_args(argv)
+
+    def work():
+        config = None if args.resume else make_config(args)
+        train_run(config, args.out, resume=args.resume)
+        print(f"done: metrics, checkpoints, success curve, video and eval.json are in {args.out}")
+
+    return run_cli(work, resume_command=f"python -m experiments.stacking --out {args.out} --resume")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
