@@ -26,6 +26,8 @@ from vlmrm_jax.errors import VlmrmError
 
 #: Learners: collect & infer with subgoals, and the same learner with the env's sparse reward only.
 LEARNERS = ("collect_infer", "sparse")
+#: Subgoal detectors of collect & infer: the CLIP, or the env's ground truth (an ablation).
+DETECTORS = ("clip", "truth")
 #: Detector model and planner used when none is given.
 DEFAULT_MODEL = "stacking-clip-tiny"
 DEFAULT_PLANNER = "stacking-t5-tiny"
@@ -95,13 +97,17 @@ class RunConfig:
         learner: one of :data:`LEARNERS`.
         planner: where ``plan`` came from (a planner name/path, or "canonical").
         model: the subgoal detector's CLIP (None for the sparse learner).
+        detector: "clip" (the paper's: the CLIP on both cameras' frames) or "truth" (an ablation: the env's
+            ground-truth subgoal predicates in place of the CLIP, which separates the learner from detection
+            errors; no frames are rendered).
         total_steps: env steps (actions) to train for.
         seed: PRNG seed.
         episode_length: actions per episode.
         image_size: detector frame size (pixels, square); None = the CLIP's input size.
         shadows: ray-traced shadows in the detector's frames.
         agent: :class:`vlmrm_jax.agent.CollectInferConfig` fields (``policy``: PolicyConfig fields).
-        eval_episodes: greedy episodes after training (success rate, video).
+        eval_episodes: greedy episodes after training (success rate, video); None = ``num_envs`` (which reuses the
+            training's compiled collect).
         video_size: side of the video's frames in pixels.
         checkpoint_every_s: seconds between checkpoints.
     """
@@ -112,22 +118,25 @@ class RunConfig:
     learner: str = "collect_infer"
     planner: str = DEFAULT_PLANNER
     model: str | None = DEFAULT_MODEL
+    detector: str = "clip"
     total_steps: int = 20_000
     seed: int = 0
     episode_length: int = 10
     image_size: int | None = None
     shadows: bool = True
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)
-    eval_episodes: int = 8
+    eval_episodes: int | None = None
     video_size: int = 192
     checkpoint_every_s: float = 120.0
 
     def __post_init__(self):
         if self.learner not in LEARNERS:
             raise VlmrmError(f"unknown learner {self.learner!r}; choose one of {', '.join(LEARNERS)}")
+        if self.detector not in DETECTORS:
+            raise VlmrmError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
         for name in ("total_steps", "episode_length", "eval_episodes", "video_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if (value is not None or name != "eval_episodes") and (not isinstance(value, int) or value <= 0):
                 raise VlmrmError(f"{name.replace('_', '-')}={value!r} must be a positive integer")
         if self.image_size is not None and self.image_size <= 0:
             raise VlmrmError(f"image-size={self.image_size!r} must be a positive number of pixels")
@@ -176,11 +185,15 @@ def build(config: RunConfig):
     from vlmrm_jax.envs import make_env
     from vlmrm_jax.envs.stacking.language import SUBGOALS, subgoal_id
 
-    env = make_env("stacking", task=config.task, episode_length=config.episode_length)
     plan = [subgoal_id(c) for c in config.plan]  # raises on an unknown subgoal
+    if not plan:
+        raise VlmrmError("the plan holds no subgoal; the planner must produce at least one (or --planner canonical)")
+    env = make_env("stacking", task=config.task, episode_length=config.episode_length)
     agent_config = config.agent_config()
     detect_fn: Callable | None = None
-    if config.learner == "collect_infer":
+    if config.learner == "collect_infer" and config.detector == "truth":
+        detect_fn, embeddings = env.subgoal_truth, jnp.eye(len(SUBGOALS), dtype=jnp.float32)
+    elif config.learner == "collect_infer":
         from vlmrm_jax.models.detection import SubgoalDetector
 
         detector = SubgoalDetector.load(config.model, SUBGOALS)
@@ -192,7 +205,7 @@ def build(config: RunConfig):
             frames = env.make_frames_fn(size, size, shadows=config.shadows)
             detect_fn = lambda state: detector(frames(state)[None])[0]  # noqa: E731
         embeddings = detector.text_embeddings
-    else:  # the sparse learner never reads its (constant) subgoal token: one-hot rows suffice
+    else:  # the sparse learner: its subgoal token is a constant, so one-hot rows suffice
         embeddings = jnp.eye(len(SUBGOALS), dtype=jnp.float32)
     agent = CollectInfer(env, agent_config, subgoal_embeddings=embeddings, plan=np.array(plan, np.int32),
                          plan_length=len(plan), detect_fn=detect_fn, success_fn=env.task_success)
@@ -228,21 +241,36 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
                   meta={"config": dataclasses.asdict(config)})
     records = read_metrics(out)
     plot_success_curve(records, out / "success_curve.png", title=f"{config.instruction} ({config.learner})")
-    summary, traj = evaluate(agent, state, jax.random.PRNGKey(config.seed + 1), config.eval_episodes)
+    episodes = config.eval_episodes or agent.config.num_envs
+    summary, traj = evaluate(agent, state, jax.random.PRNGKey(config.seed + 1), episodes)
     summary.update(env_steps=int(state.env_steps), learner=config.learner, instruction=config.instruction,
-                   plan=config.plan, steps_to_50pct=steps_to(records, 0.5))
+                   plan=config.plan, steps_to_50pct=steps_to(records, 0.5),
+                   best_smoothed_success_rate=max(smoothed_success(records), default=0.0))
     render = env.make_render_fn(config.video_size, config.video_size, shadows=config.shadows)
     episode_video(out / "episode.mp4", traj, render, [short_label(c) for c in SUBGOALS],
                   use_subgoals=config.learner == "collect_infer")
     save_json_atomic(out / "eval.json", summary)
-    log(f"greedy evaluation over {config.eval_episodes} episodes: success rate {summary['success_rate']:.2f} "
+    log(f"greedy evaluation over {episodes} episodes: success rate {summary['success_rate']:.2f} "
         f"(ground truth); video {out / 'episode.mp4'}")
     return summary
 
 
+#: Iterations the success rate is averaged over for the steps-to-50% figure (one iteration is only num_envs
+#: episodes: a lucky one is not a learned policy).
+SMOOTHING = 3
+
+
+def smoothed_success(records: list[dict], key: str = "success_rate") -> list[float]:
+    """The mean of ``key`` over each iteration and the ``SMOOTHING - 1`` before it."""
+    values = [r.get(key, 0.0) for r in records]
+    return [sum(values[max(0, i - SMOOTHING + 1):i + 1]) / len(values[max(0, i - SMOOTHING + 1):i + 1])
+            for i in range(len(values))]
+
+
 def steps_to(records: list[dict], rate: float, key: str = "success_rate") -> int | None:
-    """The env steps of the first iteration whose ``key`` reached ``rate``, or None."""
-    return next((r["env_steps"] for r in records if r.get(key, 0.0) >= rate), None)
+    """The env steps of the first iteration whose smoothed ``key`` (:func:`smoothed_success`) reached ``rate``, or
+    None."""
+    return next((r["env_steps"] for r, v in zip(records, smoothed_success(records, key)) if v >= rate), None)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -254,6 +282,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="collect_infer (subgoals + detector) or sparse (env reward only) (default %(default)s)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="subgoal detector CLIP: shipped name or directory with a "
                    "detector.json (default %(default)s)")
+    p.add_argument("--detector", choices=DETECTORS, default="clip",
+                   help="subgoal detector: clip (the paper's) or truth (ablation: the env's ground-truth subgoal "
+                        "predicates, one-hot subgoal tokens, no rendering) (default %(default)s)")
     p.add_argument("--planner", default=DEFAULT_PLANNER, help="T5 planner: shipped name, directory or hub id; "
                    "'canonical' takes the task's own decomposition (default %(default)s)")
     p.add_argument("--preset", choices=["auto", *PRESETS], default="auto",
@@ -266,7 +297,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--image-size", type=int, help="detector frame size in pixels (default: the CLIP's input size)")
     p.add_argument("--no-shadows", action="store_true", help="skip the shadow ray in the detector's frames")
-    p.add_argument("--eval-episodes", type=int, default=8, help="greedy episodes after training")
+    p.add_argument("--eval-episodes", type=int, help="greedy episodes after training (default: --num-envs)")
     p.add_argument("--video-size", type=int, default=192, metavar="PX")
     p.add_argument("--checkpoint-every", type=float, default=120.0, metavar="SECONDS")
     a = p.add_argument_group("collect & infer (defaults: from the preset, else the library's)")
@@ -290,7 +321,8 @@ def make_config(args: argparse.Namespace, log: Callable[[str], None] = print) ->
 
     preset_name = args.preset if args.preset != "auto" else ("cpu" if device_kind() == "cpu" else "accelerator")
     preset = dict(PRESETS[preset_name])
-    total_steps = preset.pop("total_steps") if args.total_steps is None else args.total_steps
+    total_steps = preset.pop("total_steps")
+    total_steps = total_steps if args.total_steps is None else args.total_steps
     agent = dict(preset)
     for name in ("num_envs", "bc_steps", "bc_batch_size", "buffer_capacity", "learning_rate", "eval_envs"):
         if getattr(args, name) is not None:
@@ -300,13 +332,15 @@ def make_config(args: argparse.Namespace, log: Callable[[str], None] = print) ->
         agent["policy"] = policy
     task = task_of_instruction(args.instruction)
     check_run_dir(args.out, resume=False)
-    plan = make_plan(args.planner, args.instruction)
-    config = RunConfig(instruction=args.instruction, task=task.key, plan=plan, learner=args.learner,
-                       planner=args.planner, model=args.model if args.learner == "collect_infer" else None,
+    config = RunConfig(instruction=args.instruction, task=task.key, plan=list(task.subgoals), learner=args.learner,
+                       planner=args.planner,
+                       model=args.model if args.learner == "collect_infer" and args.detector == "clip" else None,
+                       detector=args.detector,
                        total_steps=total_steps, seed=args.seed, episode_length=args.episode_length,
                        image_size=args.image_size, shadows=not args.no_shadows, agent=agent,
                        eval_episodes=args.eval_episodes, video_size=args.video_size,
                        checkpoint_every_s=args.checkpoint_every)
+    config.plan = plan = make_plan(args.planner, args.instruction)  # after the cheap checks: loads the T5
     c = config.agent_config()
     log(f"task {task.key}; plan ({args.planner}): {' -> '.join(plan)}")
     log(f"preset: {preset_name}; learner {config.learner}; total_steps={total_steps}, num_envs={c.num_envs}, "

@@ -293,3 +293,39 @@ def test_sparse_baseline_stores_only_rewarded_episodes():
     rewarded = int(jnp.any(traj.reward > 0, axis=0).sum())
     assert 0 < rewarded == int(metrics["episodes_stored"]) == int(agent.buffer.size(new_state.buffer))
     np.testing.assert_allclose(metrics["success_rate"], rewarded / TINY.num_envs)
+
+
+# -- the CLI's bad input (all refused before anything is compiled) -------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--instruction", "fly to the moon"], "no stacking task has the instruction"),
+    (["--num-envs", "0"], "num-envs=0 must be a positive integer"),
+    (["--total-steps", "-5"], "total-steps=-5 must be a positive integer"),
+    (["--episode-length", "0"], "episode-length=0 must be a positive integer"),
+    (["--bc-batch-size", "0"], "bc-batch-size=0 must be a positive integer"),
+    (["--grid", "1"], "grid=1"),
+])
+def test_cli_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
+    from experiments.stacking import main
+
+    assert main(argv + ["--planner", "canonical", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_unknown_learner(capsys):
+    from experiments.stacking import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--learner", "dqn"])
+    assert e.value.code == 2 and "invalid choice: 'dqn'" in capsys.readouterr().err
+
+
+def test_unknown_subgoal_in_plan():
+    from experiments.stacking import RunConfig, build
+
+    config = RunConfig(instruction="Grasp the red object", task="grasp_red", plan=["The robot is dancing"])
+    with pytest.raises(VlmrmError, match="unknown subgoal 'The robot is dancing'"):
+        build(config)
