@@ -346,6 +346,59 @@ def calibrate_threshold(similarities: np.ndarray, labels: np.ndarray, min_precis
                        recall=float(tp / labels.sum()), detections=int(detected.sum()))
 
 
+def calibrate_views(similarities: np.ndarray, labels: np.ndarray, min_precision: float = 0.95, *,
+                    per_caption: bool = False) -> dict[str, Calibration]:
+    """Calibrates gamma for single views and for both multi-view rules (:func:`calibrate_threshold` each).
+
+    Args:
+        similarities: float [N, V, S], N states seen by V cameras, S subgoal captions.
+        labels: bool [N, S], the states' ground truth (the same for every view).
+        min_precision, per_caption: as :func:`calibrate_threshold`.
+
+    Returns:
+        ``{"single": ..., "any": ..., "all": ...}``; "single" treats every view's frame as a frame of its own.
+    """
+    scores, labels = np.asarray(similarities), np.asarray(labels, bool)
+    if scores.ndim != 3 or scores.shape[::2] != labels.shape:
+        raise VlmrmError(f"similarities {scores.shape} and labels {labels.shape} must be [N, V, S] and [N, S]")
+    views = scores.shape[1]
+    out = {"single": calibrate_threshold(scores.reshape(-1, scores.shape[2]), np.repeat(labels, views, axis=0),
+                                         min_precision, per_caption=per_caption)}
+    for rule in COMBINE_RULES:
+        out[rule] = calibrate_threshold(combine_views(scores, rule), labels, min_precision, per_caption=per_caption)
+    return out
+
+
+def detection_report(similarities: np.ndarray, labels: np.ndarray, thresholds: dict[str, float],
+                     captions: Sequence[str], view_names: Sequence[str]) -> dict:
+    """Precision and recall per caption of every view alone (at ``thresholds["single"]``) and of the combined
+    rules (at ``thresholds["any"]``, ``thresholds["all"]``), plus the pooled (micro) figures.
+
+    Args:
+        similarities: float [N, V, S]; labels: bool [N, S]; captions: the S captions; view_names: the V views.
+
+    Returns:
+        ``{setting: {"threshold", "precision", "recall", "detections", "captions": {caption: {"positives",
+        "detections", "precision", "recall"}}}}`` for every view name and for "any" / "all" (NaN where undefined).
+    """
+    scores, labels = np.asarray(similarities), np.asarray(labels, bool)
+    settings = {name: (scores[:, v], thresholds["single"]) for v, name in enumerate(view_names)}
+    settings.update({rule: (combine_views(scores, rule), thresholds[rule]) for rule in COMBINE_RULES
+                     if rule in thresholds})
+    report = {}
+    for name, (score, threshold) in settings.items():
+        detected = score > threshold
+        precision, recall = precision_recall(detected, labels)
+        tp = int((detected & labels).sum())
+        report[name] = {"threshold": float(threshold), "detections": int(detected.sum()),
+                        "precision": tp / detected.sum() if detected.any() else math.nan,
+                        "recall": tp / labels.sum() if labels.any() else math.nan,
+                        "captions": {c: {"positives": int(labels[:, s].sum()), "detections": int(detected[:, s].sum()),
+                                         "precision": float(precision[s]), "recall": float(recall[s])}
+                                     for s, c in enumerate(captions)}}
+    return report
+
+
 # --- the detector settings stored with a model ---
 
 
@@ -408,5 +461,5 @@ def read_detector_config(model: str | Path) -> dict:
 
 
 __all__ = ["COMBINE_RULES", "DETECTOR_FILE", "PAPER_THRESHOLD", "Calibration", "SubgoalDetector",
-           "calibrate_threshold", "check_combine", "check_threshold", "combine_views", "detect_subgoals",
-           "precision_recall", "read_detector_config", "subgoal_similarities", "write_detector_config"]
+           "calibrate_threshold", "calibrate_views", "check_combine", "check_threshold", "combine_views",
+           "detect_subgoals", "detection_report", "precision_recall", "read_detector_config", "subgoal_similarities", "write_detector_config"]
