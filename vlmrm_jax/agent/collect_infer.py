@@ -131,6 +131,8 @@ class Trajectory(NamedTuple):
         event: bool [T, N], the action was rewarded by the env or reached the current subgoal.
         success: bool [T, N], the task holds after the action (ground truth, ``success_fn``).
         states: the env States after each action, leaves [T, N, ...], or None.
+        embeddings: float32 [T, N, V, D], ``embed_fn`` of each state after the action (e.g. both cameras' CLIP image
+            embeddings, for the lifelong buffer), or None without an ``embed_fn``.
     """
 
     obs: jax.Array
@@ -143,6 +145,7 @@ class Trajectory(NamedTuple):
     event: jax.Array
     success: jax.Array
     states: State | None
+    embeddings: jax.Array | None = None
 
 
 def stored_mask(traj: Trajectory) -> tuple[jax.Array, jax.Array]:
@@ -171,6 +174,9 @@ class CollectInfer:
         detect_fn: ``State -> bool [S]`` for ONE state: which subgoals the detector sees (the CLIP detector on both
             cameras' frames; ground truth ``env.subgoal_truth`` in tests). Required when ``use_subgoals``.
         success_fn: ``State -> bool []`` for ONE state: the task's ground truth; default ``env.task_success``.
+        embed_fn: optional ``State -> float32 [V, D]`` for ONE state (e.g. the CLIP's unit image embeddings of both
+            cameras). When given, ``detect_fn`` is called on its output instead of on the state (the frames are
+            rendered and embedded once) and the :class:`Trajectory` keeps it in ``embeddings``.
 
     Raises:
         VlmrmError: a plan id outside ``[0, S)``, a plan length outside ``[1, K]``, a missing detector, or a token
@@ -186,7 +192,8 @@ class CollectInfer:
 
     def __init__(self, env: Env, config: CollectInferConfig, *, subgoal_embeddings: jax.Array, plan,
                  plan_length: int, detect_fn: Callable[[State], jax.Array] | None = None,
-                 success_fn: Callable[[State], jax.Array] | None = None):
+                 success_fn: Callable[[State], jax.Array] | None = None,
+                 embed_fn: Callable[[State], jax.Array] | None = None):
         self.env = env
         self.config = config
         self.subgoal_embeddings = jnp.asarray(subgoal_embeddings, jnp.float32)
@@ -206,6 +213,7 @@ class CollectInfer:
         self.plan = jnp.asarray(plan)
         self.plan_length = int(plan_length)
         self.detect_fn = detect_fn
+        self.embed_fn = embed_fn
         self.success_fn = success_fn if success_fn is not None else env.task_success
         self.num_subgoals = num_subgoals
         self.network = TransformerPolicy(config.policy)
@@ -281,8 +289,10 @@ class CollectInfer:
                 lambda new, old: jnp.where(alive.reshape(alive.shape + (1,) * (new.ndim - 1)), new, old),
                 stepped, env_state)
             reward = jnp.where(alive, stepped.reward, 0.0)
+            embeddings = jax.vmap(self.embed_fn)(env_state) if self.embed_fn is not None else None
             if self.config.use_subgoals:
-                detected = jax.vmap(self.detect_fn)(env_state).astype(bool)
+                seen = embeddings if self.embed_fn is not None else env_state
+                detected = jax.vmap(self.detect_fn)(seen).astype(bool)
                 stage, hit = self.advance(stage, detected, alive)
             else:
                 detected = jnp.zeros((num_envs, self.num_subgoals), bool)
@@ -290,7 +300,7 @@ class CollectInfer:
             success = jax.vmap(self.success_fn)(env_state).astype(bool) & alive
             out = Trajectory(obs=obs, subgoal=subgoal, action=action, alive=alive, reward=reward, detected=detected,
                              stage=stage, event=(reward > 0) | hit, success=success,
-                             states=env_state if keep_states else None)
+                             states=env_state if keep_states else None, embeddings=embeddings)
             done = done | (stepped.done > 0)
             return (env_state, stage, done), out
 
@@ -360,9 +370,17 @@ class CollectInfer:
         """One iteration, as two compiled programs: the jitted :meth:`collect` (the same program the greedy
         evaluation and video use, so a run compiles the env's step once) and the jitted store + behaviour cloning.
         Equal to :meth:`pure_iteration`."""
+        state, metrics, _ = self.iteration_with_trajectory(state)
+        return state, metrics
+
+    def iteration_with_trajectory(self, state: CollectInferState) -> tuple[CollectInferState, Metrics, Trajectory]:
+        """:meth:`iteration`, also returning the collected :class:`Trajectory` (without states; with
+        ``embeddings`` when there is an ``embed_fn``), e.g. for a lifelong buffer of every episode."""
         key_collect, key_eval = self._keys(state)
         traj = self.collect(state.params, key_collect, True, num_envs=self.config.num_envs, keep_states=True)
         greedy = (self.collect(state.params, key_eval, False, num_envs=self.config.eval_envs, keep_states=True)
                   if self.config.eval_envs else None)
-        return self._learn(state, traj._replace(states=None),
-                           None if greedy is None else greedy._replace(states=None))
+        traj = traj._replace(states=None)
+        state, metrics = self._learn(state, traj._replace(embeddings=None),
+                                     None if greedy is None else greedy._replace(states=None, embeddings=None))
+        return state, metrics, traj
