@@ -139,6 +139,7 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
         wall_before = 0.0
     start_steps = int(state.env_steps)
     last_good = start_steps if resume else None
+    log = tqdm.write if log is print and show_progress else log  # lines above the progress bar, not through it
     if start_steps < total_steps:
         about = f", ~{_duration(compile_estimate)} on this machine" if compile_estimate else ""
         log(f"compiling (first iteration{about})")
