@@ -25,7 +25,7 @@ from experiments import run_cli
 from vlmrm_jax.errors import VlmrmError
 
 #: Learners: collect & infer with subgoals, and the same learner with the env's sparse reward only.
-LEARNERS = ("collect_infer", "sparse")
+LEARNERS = ("collect_infer", "sparse", "ppo")
 #: Subgoal detectors of collect & infer: the CLIP, or the env's ground truth (an ablation).
 DETECTORS = ("clip", "truth")
 #: Detector model and planner used when none is given.
@@ -34,8 +34,11 @@ DEFAULT_PLANNER = "stacking-t5-tiny"
 #: Sizes per device kind: "cpu" is this repo's 2-core machine (see docs/agent.md for what it reaches);
 #: "accelerator" uses the paper's 1000 actors.
 PRESETS = {
-    "cpu": dict(total_steps=20_000, num_envs=16, bc_steps=16, bc_batch_size=32),
-    "accelerator": dict(total_steps=1_000_000, num_envs=1000, bc_steps=64, bc_batch_size=256),
+    "cpu": dict(total_steps=20_000, num_envs=16, bc_steps=16, bc_batch_size=32,
+                ppo=dict(num_envs=16, unroll_length=10, batch_size=16, num_minibatches=4, num_updates_per_batch=4)),
+    "accelerator": dict(total_steps=1_000_000, num_envs=1000, bc_steps=64, bc_batch_size=256,
+                        ppo=dict(num_envs=1024, unroll_length=10, batch_size=1024, num_minibatches=8,
+                                 num_updates_per_batch=4)),
 }
 CONFIG_FILE = "config.json"
 
@@ -106,6 +109,8 @@ class RunConfig:
         image_size: detector frame size (pixels, square); None = the CLIP's input size.
         shadows: ray-traced shadows in the detector's frames.
         agent: :class:`vlmrm_jax.agent.CollectInferConfig` fields (``policy``: PolicyConfig fields).
+        ppo: :class:`vlmrm_jax.rl.PPOConfig` fields of the ppo learner.
+        alpha: goal-baseline regularisation of the ppo learner's VLM reward, in [0, 1].
         eval_episodes: greedy episodes after training (success rate, video); None = ``num_envs`` (which reuses the
             training's compiled collect).
         video_size: side of the video's frames in pixels.
@@ -125,6 +130,8 @@ class RunConfig:
     image_size: int | None = None
     shadows: bool = True
     agent: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ppo: dict[str, Any] = dataclasses.field(default_factory=dict)
+    alpha: float = 0.0
     eval_episodes: int | None = None
     video_size: int = 192
     checkpoint_every_s: float = 120.0
@@ -140,7 +147,21 @@ class RunConfig:
                 raise VlmrmError(f"{name.replace('_', '-')}={value!r} must be a positive integer")
         if self.image_size is not None and self.image_size <= 0:
             raise VlmrmError(f"image-size={self.image_size!r} must be a positive number of pixels")
+        from vlmrm_jax.rewards import check_alpha
+
+        self.alpha = check_alpha(self.alpha)
         self.agent_config()  # validates
+        self.ppo_config()
+
+    def ppo_config(self):
+        """The ppo learner's :class:`vlmrm_jax.rl.PPOConfig` (validated)."""
+        from vlmrm_jax.rl import PPOConfig
+
+        fields = dict(self.ppo)
+        for key in ("policy_hidden_layer_sizes", "value_hidden_layer_sizes"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        return PPOConfig(**{**fields, "episode_length": self.episode_length})
 
     def agent_config(self):
         """The :class:`vlmrm_jax.agent.CollectInferConfig` (validated)."""
@@ -169,11 +190,27 @@ class RunConfig:
             raise VlmrmError(f"{path} is not a valid stacking run config ({e})") from None
 
 
+def _detector(config: RunConfig, env):
+    """The subgoal detector of ``config.model`` and the frames it sees: (detector, frames_fn ``State -> float32
+    [V, H, W, 3]``; V = 2 cameras, or 1 for a single-view detector)."""
+    from vlmrm_jax.envs.stacking.language import SUBGOALS
+    from vlmrm_jax.models.detection import SubgoalDetector
+
+    detector = SubgoalDetector.load(config.model, SUBGOALS)
+    size = config.image_size or detector.clip.image_size
+    if detector.combine is None:  # a single-view detector: the first camera only
+        render = env.make_render_fn(size, size, shadows=config.shadows)
+        return detector, lambda state: render(state)[None]
+    return detector, env.make_frames_fn(size, size, shadows=config.shadows)
+
+
 def build(config: RunConfig):
-    """Builds the env, the detector (collect & infer only) and the learner.
+    """Builds the env, the detector (unless the sparse learner) and the learner.
 
     Returns:
-        (env, agent :class:`vlmrm_jax.agent.CollectInfer`).
+        (env, learner, evaluate): ``learner`` has ``init`` / ``iteration`` for :func:`vlmrm_jax.rl.train`
+        (:class:`vlmrm_jax.agent.CollectInfer`, or :class:`vlmrm_jax.agent.SubgoalPPO`); ``evaluate(state, key,
+        episodes) -> (summary, Trajectory)`` plays greedy episodes (success by ground truth).
 
     Raises:
         VlmrmError: an unknown subgoal in the plan, a missing model, bad sizes.
@@ -182,6 +219,7 @@ def build(config: RunConfig):
     import numpy as np
 
     from vlmrm_jax.agent import CollectInfer
+    from vlmrm_jax.agent.outputs import evaluate
     from vlmrm_jax.envs import make_env
     from vlmrm_jax.envs.stacking.language import SUBGOALS, subgoal_id
 
@@ -189,27 +227,65 @@ def build(config: RunConfig):
     if not plan:
         raise VlmrmError("the plan holds no subgoal; the planner must produce at least one (or --planner canonical)")
     env = make_env("stacking", task=config.task, episode_length=config.episode_length)
-    agent_config = config.agent_config()
+    plan_ids = np.array(plan, np.int32)
+    if config.learner == "ppo":
+        return (env, *_build_ppo(config, env, plan_ids))
     detect_fn: Callable | None = None
     if config.learner == "collect_infer" and config.detector == "truth":
         detect_fn, embeddings = env.subgoal_truth, jnp.eye(len(SUBGOALS), dtype=jnp.float32)
     elif config.learner == "collect_infer":
-        from vlmrm_jax.models.detection import SubgoalDetector
-
-        detector = SubgoalDetector.load(config.model, SUBGOALS)
-        size = config.image_size or detector.clip.image_size
-        if detector.combine is None:  # a single-view detector: the first camera only
-            render = env.make_render_fn(size, size, shadows=config.shadows)
-            detect_fn = lambda state: detector(render(state)[None])[0]  # noqa: E731
-        else:
-            frames = env.make_frames_fn(size, size, shadows=config.shadows)
-            detect_fn = lambda state: detector(frames(state)[None])[0]  # noqa: E731
+        detector, frames = _detector(config, env)
+        detect_fn = lambda state: detector(frames(state)[None])[0]  # noqa: E731
         embeddings = detector.text_embeddings
     else:  # the sparse learner: its subgoal token is a constant, so one-hot rows suffice
         embeddings = jnp.eye(len(SUBGOALS), dtype=jnp.float32)
-    agent = CollectInfer(env, agent_config, subgoal_embeddings=embeddings, plan=np.array(plan, np.int32),
+    agent = CollectInfer(env, config.agent_config(), subgoal_embeddings=embeddings, plan=plan_ids,
                          plan_length=len(plan), detect_fn=detect_fn, success_fn=env.task_success)
-    return env, agent
+    return env, agent, lambda state, key, episodes: evaluate(agent, state, key, episodes)
+
+
+def _build_ppo(config: RunConfig, env, plan):
+    """PPO on the VLM reward toward the current subgoal (:class:`vlmrm_jax.agent.SubgoalRewardEnv`)."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from vlmrm_jax.agent.subgoal_reward import SubgoalPPO, SubgoalRewardEnv, ppo_rollout, stack_rewards
+    from vlmrm_jax.models.detection import combine_views
+    from vlmrm_jax.rewards import GoalBaselineReward
+    from vlmrm_jax.rewards.vlm_reward import normalize
+
+    detector, frames = _detector(config, env)
+    clip, text = detector.clip, detector.text_embeddings
+    # The goal of subgoal s is its caption; the baseline is the mean of all subgoal captions (the generic
+    # "cubes in a basket" direction); with alpha = 0 (the default) only the goal counts.
+    rewards = stack_rewards([GoalBaselineReward.from_embeddings(text[i:i + 1], text, config.alpha)
+                             for i in range(text.shape[0])])
+
+    def score(state):
+        embeddings = clip.embed_images(clip.params, frames(state))  # [V, D]
+        if config.detector == "truth":
+            return embeddings, env.subgoal_truth(state)
+        similarities = normalize(embeddings) @ normalize(text).T  # [V, S]
+        combined = similarities[0] if detector.combine is None else combine_views(similarities, detector.combine)
+        return embeddings, combined > detector.threshold
+
+    def make(auto_reset):
+        return SubgoalRewardEnv(env, rewards=rewards, plan=plan, plan_length=len(plan), score_fn=score,
+                                success_fn=env.task_success, auto_reset=auto_reset)
+
+    ppo = SubgoalPPO(make(True), config.ppo_config())
+    eval_env = make(False)
+
+    def evaluate(state, key, episodes):
+        traj = ppo_rollout(ppo, state, eval_env, key, episodes, config.episode_length)
+        alive = np.asarray(traj.alive)
+        summary = {"episodes": episodes, "success_rate": float(np.asarray(traj.success).any(axis=0).mean()),
+                   "subgoals_reached": float(np.where(alive, np.asarray(traj.stage), 0).max(axis=0).mean()
+                                             / len(plan)),
+                   "episode_length_mean": float(alive.sum(axis=0).mean())}
+        return summary, traj
+
+    return ppo, evaluate
 
 
 def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False, show_progress: bool = True,
@@ -224,7 +300,7 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
     """
     import jax
 
-    from vlmrm_jax.agent.outputs import episode_video, evaluate, plot_success_curve
+    from vlmrm_jax.agent.outputs import episode_video, plot_success_curve
     from vlmrm_jax.envs.stacking.language import SUBGOALS
     from vlmrm_jax.pipeline import prepare_run_dir
     from vlmrm_jax.rl import read_metrics, train
@@ -234,21 +310,21 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
     if resume:
         config = RunConfig.load(out)
         log(f"resuming {out}: {config.learner} on {config.instruction!r}")
-    env, agent = build(config)
+    env, learner, evaluate = build(config)
     config.save(out)
-    state = train(agent, total_steps=config.total_steps, run_dir=out, seed=config.seed, resume=resume,
+    state = train(learner, total_steps=config.total_steps, run_dir=out, seed=config.seed, resume=resume,
                   checkpoint_every_s=config.checkpoint_every_s, show_progress=show_progress,
                   meta={"config": dataclasses.asdict(config)})
     records = read_metrics(out)
     plot_success_curve(records, out / "success_curve.png", title=f"{config.instruction} ({config.learner})")
-    episodes = config.eval_episodes or agent.config.num_envs
-    summary, traj = evaluate(agent, state, jax.random.PRNGKey(config.seed + 1), episodes)
-    summary.update(env_steps=int(state.env_steps), learner=config.learner, instruction=config.instruction,
-                   plan=config.plan, steps_to_50pct=steps_to(records, 0.5),
+    episodes = config.eval_episodes or learner.config.num_envs
+    summary, traj = evaluate(state, jax.random.PRNGKey(config.seed + 1), episodes)
+    summary.update(env_steps=int(state.env_steps), learner=config.learner, detector=config.detector,
+                   instruction=config.instruction, plan=config.plan, steps_to_50pct=steps_to(records, 0.5),
                    best_smoothed_success_rate=max(smoothed_success(records), default=0.0))
     render = env.make_render_fn(config.video_size, config.video_size, shadows=config.shadows)
     episode_video(out / "episode.mp4", traj, render, [short_label(c) for c in SUBGOALS],
-                  use_subgoals=config.learner == "collect_infer")
+                  use_subgoals=config.learner != "sparse")
     save_json_atomic(out / "eval.json", summary)
     log(f"greedy evaluation over {episodes} episodes: success rate {summary['success_rate']:.2f} "
         f"(ground truth); video {out / 'episode.mp4'}")
@@ -279,7 +355,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--instruction", default="Stack the red object on the blue object",
                    help="the task, in the paper's words (default: %(default)r)")
     p.add_argument("--learner", choices=LEARNERS, default="collect_infer",
-                   help="collect_infer (subgoals + detector) or sparse (env reward only) (default %(default)s)")
+                   help="collect_infer (subgoals + detector), sparse (the same learner, env reward only) or ppo "
+                        "(PPO on the VLM reward toward the current subgoal's caption) (default %(default)s)")
+    p.add_argument("--alpha", type=float, default=0.0,
+                   help="ppo: goal-baseline regularisation of the VLM reward in [0, 1] (default 0)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="subgoal detector CLIP: shipped name or directory with a "
                    "detector.json (default %(default)s)")
     p.add_argument("--detector", choices=DETECTORS, default="clip",
@@ -323,6 +402,9 @@ def make_config(args: argparse.Namespace, log: Callable[[str], None] = print) ->
     preset = dict(PRESETS[preset_name])
     total_steps = preset.pop("total_steps")
     total_steps = total_steps if args.total_steps is None else args.total_steps
+    ppo = dict(preset.pop("ppo"))
+    if args.num_envs is not None:
+        ppo.update(num_envs=args.num_envs, batch_size=args.num_envs)
     agent = dict(preset)
     for name in ("num_envs", "bc_steps", "bc_batch_size", "buffer_capacity", "learning_rate", "eval_envs"):
         if getattr(args, name) is not None:
@@ -334,17 +416,24 @@ def make_config(args: argparse.Namespace, log: Callable[[str], None] = print) ->
     check_run_dir(args.out, resume=False)
     config = RunConfig(instruction=args.instruction, task=task.key, plan=list(task.subgoals), learner=args.learner,
                        planner=args.planner,
-                       model=args.model if args.learner == "collect_infer" and args.detector == "clip" else None,
-                       detector=args.detector,
+                       model=args.model if args.learner == "ppo" or (args.learner == "collect_infer"
+                                                                      and args.detector == "clip") else None,
+                       detector=args.detector, ppo=ppo, alpha=args.alpha,
                        total_steps=total_steps, seed=args.seed, episode_length=args.episode_length,
                        image_size=args.image_size, shadows=not args.no_shadows, agent=agent,
                        eval_episodes=args.eval_episodes, video_size=args.video_size,
                        checkpoint_every_s=args.checkpoint_every)
     config.plan = plan = make_plan(args.planner, args.instruction)  # after the cheap checks: loads the T5
-    c = config.agent_config()
     log(f"task {task.key}; plan ({args.planner}): {' -> '.join(plan)}")
-    log(f"preset: {preset_name}; learner {config.learner}; total_steps={total_steps}, num_envs={c.num_envs}, "
-        f"episode_length={c.episode_length}, bc_steps={c.bc_steps}, grid={c.policy.grid}")
+    if config.learner == "ppo":
+        c = config.ppo_config()
+        sizes = (f"num_envs={c.num_envs}, unroll_length={c.unroll_length}, env steps per PPO iteration="
+                 f"{c.env_steps_per_iteration}, alpha={config.alpha}")
+    else:
+        c = config.agent_config()
+        sizes = f"num_envs={c.num_envs}, bc_steps={c.bc_steps}, grid={c.policy.grid}"
+    log(f"preset: {preset_name}; learner {config.learner}; detector {config.detector}; total_steps={total_steps}, "
+        f"episode_length={config.episode_length}, {sizes}")
     return config
 
 

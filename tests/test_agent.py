@@ -329,3 +329,53 @@ def test_unknown_subgoal_in_plan():
     config = RunConfig(instruction="Grasp the red object", task="grasp_red", plan=["The robot is dancing"])
     with pytest.raises(VlmrmError, match="unknown subgoal 'The robot is dancing'"):
         build(config)
+
+
+# -- PPO on the VLM reward toward the current subgoal ---------------------------------------------------------------
+
+
+def test_subgoal_reward_env_and_one_ppo_iteration():
+    from vlmrm_jax.agent import SubgoalPPO, SubgoalRewardEnv, stack_rewards
+    from vlmrm_jax.rewards import GoalBaselineReward
+    from vlmrm_jax.rl import PPOConfig
+
+    env = ToyStacking("stack_red_on_blue", episode_length=4)
+    text = jnp.eye(len(SUBGOALS))
+    rewards = stack_rewards([GoalBaselineReward.from_embeddings(text[i:i + 1], text, 0.0) for i in range(9)])
+
+    def score(state):  # two "camera views" whose embeddings light up the true subgoals
+        truth = env.subgoal_truth(state)
+        return jnp.stack([truth + 0.1, 2 * truth + 0.3]), truth
+
+    plan, length = plan_of("stack_red_on_blue")
+    wrapped = SubgoalRewardEnv(env, rewards=rewards, plan=plan, plan_length=length, score_fn=score,
+                               success_fn=env.task_success)
+    assert wrapped.observation_size == 16 + len(SUBGOALS)
+    grasp_red, red_on_blue = plan[0], plan[1]
+    state = jax.jit(wrapped.reset)(jax.random.split(jax.random.PRNGKey(0), 8))
+    step = jax.jit(wrapped.step)
+    pos = state.pipeline_state.pipeline_state["pos"]
+    picked = step(state, pos[:, 0, :2] / HALF)  # pick red everywhere
+    np.testing.assert_array_equal(picked.info["stage"], 1)
+    np.testing.assert_array_equal(picked.obs[:, 16 + red_on_blue], 1.0)  # the policy now sees the next subgoal
+    # The reward toward the subgoal pursued when acting (grasp red), by VLM-RM's formula in NumPy (alpha 0).
+    truth = np.asarray(jax.vmap(env.subgoal_truth)(picked.pipeline_state), np.float64)
+    views = np.stack([truth + 0.1, 2 * truth + 0.3], axis=1)
+    views /= np.linalg.norm(views, axis=-1, keepdims=True)
+    image = views.mean(1) / np.linalg.norm(views.mean(1), axis=-1, keepdims=True)
+    expected = 1 - 0.5 * np.sum((image - np.eye(9)[grasp_red]) ** 2, axis=-1)
+    np.testing.assert_allclose(picked.reward, expected, rtol=1e-5)
+    placed = step(picked, pos[:, 2, :2] / HALF)  # place it on blue: success, then a fresh episode at stage 0
+    np.testing.assert_array_equal(placed.done, 1.0)
+    np.testing.assert_array_equal(placed.info["truncation"], 0.0)
+    np.testing.assert_array_equal(placed.info["step_metrics"]["episode_success"], 1.0)
+    np.testing.assert_array_equal(placed.info["stage"], 0)
+    np.testing.assert_array_equal(placed.obs[:, 12], 1.0)  # nothing held in the new episode
+    np.testing.assert_array_equal(placed.obs[:, 16 + grasp_red], 1.0)
+
+    ppo = SubgoalPPO(wrapped, PPOConfig(num_envs=8, unroll_length=4, batch_size=8, num_minibatches=2,
+                                        num_updates_per_batch=1, policy_hidden_layer_sizes=(16,),
+                                        value_hidden_layer_sizes=(16,), episode_length=4))
+    train_state, metrics = ppo.iteration(ppo.init(jax.random.PRNGKey(1)))
+    assert 0.0 <= float(metrics["success_rate"]) <= 1.0 and np.isfinite(float(metrics["total_loss"]))
+    assert int(train_state.env_steps) == 8 * 2 * 4
