@@ -1,12 +1,45 @@
 """Thin command-line experiments over the :mod:`vlmrm_jax` library, sharing one exit-code convention
-(:func:`run_cli`)."""
+(:func:`run_cli`). Importing this package silences two start-up notices a user cannot act on
+(:func:`quiet_imports`)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import sys
 from typing import Callable
 
 from vlmrm_jax.errors import VlmrmError
+
+#: Start-up notices dropped by :func:`quiet_imports`: mujoco.mjx prints the first two when its optional Warp
+#: backend (the ``warp-lang`` package, CUDA only) is absent; transformers logs the third once per process for its
+#: Flax classes, which this project uses on purpose (transformers is pinned below 5).
+IMPORT_NOISE = ("Failed to import warp:", "Failed to import mujoco_warp:",
+                "TensorFlow and JAX classes are deprecated")
+
+
+class _DropNotices(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(IMPORT_NOISE)
+
+
+def quiet_imports() -> None:
+    """Imports ``mujoco.mjx.warp`` with its two "Failed to import" prints captured (other output passes through)
+    and filters transformers' Flax deprecation notice from the ``transformers.modeling_flax_utils`` logger."""
+    logger = logging.getLogger("transformers.modeling_flax_utils")
+    if not any(isinstance(f, _DropNotices) for f in logger.filters):
+        logger.addFilter(_DropNotices())
+    if "mujoco.mjx.warp" in sys.modules:
+        return
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        import mujoco.mjx.warp  # noqa: F401
+    kept = [line for line in captured.getvalue().splitlines(keepends=True) if not line.startswith(IMPORT_NOISE)]
+    sys.stdout.write("".join(kept))
+
+
+quiet_imports()
 
 
 def run_cli(work: Callable[[], object], *, resume_command: str | None = None) -> int:

@@ -25,7 +25,7 @@ from vlmrm_jax.envs.classic import CARTPOLE_BASELINE_PROMPT, CARTPOLE_PROMPT, EP
 #: (docs/classic_validation.md). "accelerator" runs 8x the envs and 5x the steps.
 _PPO = dict(num_updates_per_batch=8, learning_rate=3e-3, entropy_cost=1e-3, discounting=0.97)
 PRESETS = {
-    "cpu": dict(total_steps=409_600, ppo=dict(_PPO, num_envs=32, unroll_length=32, batch_size=32, num_minibatches=4)),
+    "cpu": dict(total_steps=409_600, minutes=7, ppo=dict(_PPO, num_envs=32, unroll_length=32, batch_size=32, num_minibatches=4)),
     "accelerator": dict(total_steps=2_048_000, ppo=dict(_PPO, num_envs=256, unroll_length=32, batch_size=256,
                                                         num_minibatches=8)),
 }

@@ -14,13 +14,22 @@ import sys
 from experiments import run_cli
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The flags; every flag's help states its default."""
     p = argparse.ArgumentParser(prog="python -m experiments.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="the --out directory of a training run")
-    p.add_argument("--episodes", type=int, default=None, help="episodes to roll out (default: the run's own)")
-    p.add_argument("--seed", type=int, default=1)
-    args = p.parse_args(argv)
+    p.add_argument("--run", required=True, metavar="DIR", help="the --out directory of a training run (required, "
+                                                               "no default)")
+    p.add_argument("--episodes", type=int, default=None, metavar="N",
+                   help="episodes to roll out (default: the run's --eval-episodes)")
+    p.add_argument("--seed", type=int, default=1, help="PRNG seed of the rollouts (default: %(default)s; training "
+                                                       "evaluated with seed 1 too)")
+    return p
+
+
+def main(argv=None) -> int:
+    """Runs the CLI; returns the exit code (0 done, 2 bad input)."""
+    args = build_parser().parse_args(argv)
     from vlmrm_jax.pipeline import evaluate_run
 
     def work():

@@ -14,11 +14,12 @@ import sys
 from experiments import training_cli
 from vlmrm_jax.envs.humanoid import BASELINE_PROMPT, EPISODE_LENGTH
 
-#: Sizes per device kind. "cpu" finishes in about 15 minutes on a 2-core machine with the shipped small CLIP;
+#: Sizes per device kind. "cpu" finishes in about 15 minutes on a 2-core machine with the shipped small CLIP at 64 px
+#: (which the cpu preset picks unless --model is given; a run warns when its measured ETA is far beyond that);
 #: "accelerator" is paper-like (VLM-RM trained 10M steps with 32 envs; PPO here uses many more parallel envs).
 PRESETS = {
-    "cpu": dict(total_steps=40_960, ppo=dict(num_envs=16, unroll_length=16, batch_size=16, num_minibatches=4,
-                                            num_updates_per_batch=4)),
+    "cpu": dict(total_steps=40_960, minutes=15, ppo=dict(num_envs=16, unroll_length=16, batch_size=16,
+                                                         num_minibatches=4, num_updates_per_batch=4)),
     "accelerator": dict(total_steps=10_000_000, ppo=dict(num_envs=256, unroll_length=20, batch_size=256,
                                                          num_minibatches=8, num_updates_per_batch=4)),
 }

@@ -28,7 +28,7 @@ from vlmrm_jax.envs.classic.render import MOUNTAIN_CAR_LOOKS
 #: (docs/classic_validation.md).
 _PPO = dict(num_updates_per_batch=8, learning_rate=3e-3, entropy_cost=1e-2, discounting=0.99)
 PRESETS = {
-    "cpu": dict(total_steps=307_200, ppo=dict(_PPO, num_envs=32, unroll_length=32, batch_size=32, num_minibatches=4)),
+    "cpu": dict(total_steps=307_200, minutes=5, ppo=dict(_PPO, num_envs=32, unroll_length=32, batch_size=32, num_minibatches=4)),
     "accelerator": dict(total_steps=3_072_000, ppo=dict(_PPO, num_envs=256, unroll_length=32, batch_size=256,
                                                         num_minibatches=8)),
 }
@@ -37,7 +37,8 @@ PRESETS = {
 def add_env_arguments(group: argparse._ArgumentGroup) -> None:
     """Adds ``--look flat|textured``."""
     group.add_argument("--look", default="textured",
-                       help="rendering: 'textured' (the paper's realistic look, default) or 'flat' (gym's)")
+                       help="rendering: 'textured' (the paper's realistic look) or 'flat' (gym's) (default: "
+                            "%(default)s)")
 
 
 def env_options(args: argparse.Namespace) -> dict:

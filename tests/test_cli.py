@@ -49,3 +49,80 @@ def test_resume_without_a_run(capsys, tmp_path):
 def test_evaluate_without_a_run(capsys, tmp_path):
     code, err = run_cli(evaluate, ["--run", str(tmp_path)], capsys)
     assert code == 2 and "config.json" in err[0]
+
+
+@pytest.fixture
+def stored_run(tmp_path):
+    """A run directory holding only a config (as a run killed before its first checkpoint leaves it)."""
+    from vlmrm_jax.pipeline import RunConfig
+
+    RunConfig(prompts=["a humanoid robot kneeling"], baseline_prompts=["a humanoid robot"], model="humanoid-clip-tiny",
+              alpha=0.0, total_steps=64, ppo=dict(num_envs=2, batch_size=2)).save(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--alpha", "0.5"], "--alpha 0.5 differs from the run"),
+    (["--prompt", "a humanoid robot standing up"], "--prompt ['a humanoid robot standing up'] differs"),
+    (["--num-envs", "4"], "--num-envs 4 differs"),
+    (["--learning-rate", "0.01"], "--learning-rate 0.01 differs"),
+    (["--model", "cartpole-clip-tiny"], "--model 'cartpole-clip-tiny' differs"),
+    (["--no-shadows"], "--no-shadows False differs"),
+    (["--preset", "accelerator"], "differs from the run"),
+])
+def test_resume_refuses_flags_that_change_the_trained_run(argv, needle, stored_run, capsys):
+    code, err = run_cli(humanoid, ["--out", str(stored_run), "--resume"] + argv, capsys)
+    assert code == 2 and len(err) == 1 and needle in err[0] and "another --out" in err[0], err
+
+
+def test_resume_refuses_total_steps_below_what_was_trained(stored_run, capsys):
+    import jax.numpy as jnp
+
+    from vlmrm_jax.rl.checkpoint import Checkpoints
+
+    checkpoints = Checkpoints(stored_run / "checkpoints")
+    checkpoints.save(32, {"x": jnp.zeros(2)})
+    checkpoints.close()
+    code, err = run_cli(humanoid, ["--out", str(stored_run), "--resume", "--total-steps", "16"], capsys)
+    assert code == 2 and len(err) == 1 and "--total-steps 16 is below the 32 env steps" in err[0], err
+
+
+def test_resume_applies_flags_that_do_not_change_the_trained_run(stored_run):
+    from experiments.training_cli import parse_args, resume_config
+
+    argv = ["--out", str(stored_run), "--resume", "--total-steps", "128", "--eval-episodes", "2", "--alpha", "0",
+            "--num-envs", "2"]
+    config = resume_config(humanoid.TASK, parse_args(humanoid.TASK, argv), log=lambda line: None)
+    assert (config.total_steps, config.eval_episodes, config.alpha) == (128, 2, 0.0)
+    assert config.ppo_config().num_envs == 2 and config.model == "humanoid-clip-tiny"
+
+
+def test_abbreviated_flags_are_refused(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        humanoid.main(["--total", "8", "--out", str(tmp_path)])
+    assert "unrecognized arguments: --total" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["humanoid", "cartpole", "mountain_car", "evaluate"])
+def test_every_flag_has_help_with_its_default(module):
+    import importlib
+
+    from experiments import training_cli
+
+    mod = importlib.import_module(f"experiments.{module}")
+    parser = mod.build_parser() if module == "evaluate" else training_cli.build_parser(mod.TASK)
+    for action in parser._actions:
+        if action.dest != "help":
+            assert action.help and "default" in action.help, (module, action.option_strings)
+    text = parser.format_help()
+    assert "%(default)" not in text
+
+
+def test_cpu_preset_picks_the_shipped_model_without_the_hub(monkeypatch):
+    from vlmrm_jax import pipeline
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the hub would be asked were it not the cpu preset
+    model, why = pipeline.choose_model(None, env="humanoid", prefer_hub=False)
+    assert model == "humanoid-clip-tiny" and "shipped in-domain model" in why
+    assert pipeline.choose_model("openai/clip-vit-base-patch32", env="humanoid", prefer_hub=False)[0] == \
+        "openai/clip-vit-base-patch32"

@@ -30,7 +30,7 @@ from vlmrm_jax.render import to_uint8
 from vlmrm_jax.rewards import GoalBaselineReward, check_alpha, check_prompts
 from vlmrm_jax.rl import PPO, PPOConfig, Checkpoints, make_policy_fn, read_metrics, train
 from vlmrm_jax.rl.checkpoint import save_json_atomic
-from vlmrm_jax.rl.trainer import CHECKPOINT_DIR, WALL_TIME
+from vlmrm_jax.rl.trainer import CHECKPOINT_DIR
 
 CONFIG_FILE = "config.json"
 POLICY_DIR = "policy"
@@ -235,6 +235,46 @@ def prepare_run_dir(out: str | Path, resume: bool) -> Path:
     return out
 
 
+#: RunConfig fields that a resumed run may change: they do not alter what its checkpoints have trained.
+RESUMABLE_FIELDS = ("total_steps", "checkpoint_every_s", "eval_episodes", "video_size", "expected_minutes")
+#: The command-line flag of a RunConfig field, where its name differs (for one-line errors).
+_FLAGS = {"prompts": "--prompt", "baseline_prompts": "--baseline-prompt", "shadows": "--no-shadows",
+          "checkpoint_every_s": "--checkpoint-every"}
+
+
+def _flag(name: str) -> str:
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def check_resume(stored: RunConfig, config: RunConfig, trained_steps: int | None, out: Path) -> None:
+    """Checks that ``config`` continues the run ``stored`` (the run's own ``config.json``): only the
+    :data:`RESUMABLE_FIELDS` may differ, and ``total_steps`` may not fall below the env steps already trained.
+
+    Raises:
+        VlmrmError: naming the first field that differs (as its flag), the stored value and the fix.
+    """
+    def differs(name, new, old):
+        return VlmrmError(f"{_flag(name)} {new!r} differs from the run in {out}, trained with {old!r}; a resumed "
+                          f"run can change only {', '.join(_flag(f) for f in RESUMABLE_FIELDS[:-1])}: drop the "
+                          f"flag, or start a new run in another --out")
+
+    new_ppo, old_ppo = dataclasses.asdict(config.ppo_config()), dataclasses.asdict(stored.ppo_config())
+    for key in new_ppo:
+        if new_ppo[key] != old_ppo[key]:
+            raise differs(key, new_ppo[key], old_ppo[key])
+    for field in dataclasses.fields(RunConfig):
+        new, old = getattr(config, field.name), getattr(stored, field.name)
+        if field.name == "env_options":
+            for key in sorted(set(new) | set(old)):
+                if new.get(key) != old.get(key):
+                    raise differs(key, new.get(key), old.get(key))
+        elif field.name not in RESUMABLE_FIELDS + ("ppo",) and new != old:
+            raise differs(field.name, new, old)
+    if trained_steps is not None and config.total_steps < trained_steps:
+        raise VlmrmError(f"--total-steps {config.total_steps} is below the {trained_steps} env steps the run in "
+                         f"{out} has trained; pass a larger value to extend it, or drop --total-steps")
+
+
 def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False, show_progress: bool = True,
               log: Callable[[str], None] = print) -> dict:
     """Trains a run and writes everything into ``out``.
@@ -244,25 +284,43 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
     policy with the per-frame VLM reward drawn on it) and ``eval.json`` (see :func:`evaluate_run`).
 
     Args:
-        config: what to run; ignored with ``resume`` (the run's own ``config.json`` is used).
+        config: what to run. With ``resume``: None continues the run's own ``config.json``; a config may change
+            its :data:`RESUMABLE_FIELDS` (e.g. a larger ``total_steps`` extends the run) and must equal it
+            otherwise (:func:`check_resume`).
         out: the run directory.
-        resume: continue the run in ``out`` from its latest checkpoint.
+        resume: continue the run in ``out`` from its latest checkpoint, or from its config when it was killed
+            before the first checkpoint.
 
     Returns:
         The evaluation summary (as in ``eval.json``).
 
     Raises:
-        VlmrmError: bad input (see :func:`prepare_run_dir`, :func:`build`), a corrupt checkpoint, or NaN in training.
+        VlmrmError: bad input (see :func:`prepare_run_dir`, :func:`build`, :func:`check_resume`), a corrupt
+            checkpoint, or NaN in training.
     """
     out = prepare_run_dir(out, resume)
     if resume:
-        config = RunConfig.load(out)
-        log(f"resuming {out}: model {config.model}, prompts {config.prompts}")
+        stored = RunConfig.load(out)
+        checkpoints = Checkpoints(out / CHECKPOINT_DIR)
+        trained = checkpoints.latest_step()
+        checkpoints.close()
+        config = stored if config is None else config
+        check_resume(stored, config, trained, out)
+        where = f"from its checkpoint at env step {trained}" if trained is not None else (
+            "from its config (it was stopped before its first checkpoint)")
+        log(f"resuming {out} {where}: model {config.model}, prompts {config.prompts}")
     pipeline = build(config)
     config.save(out)
+    size = config.image_size or pipeline.clip.image_size
+    shipped = config.model == DEFAULT_OFFLINE_MODEL.get(config.env) and size <= 64
+    slow_hint = ("lower --total-steps or --num-envs" if shipped else
+                 f"it renders {size} px frames for {config.model}, while the preset's time holds for the shipped "
+                 f"in-domain model at 64 px (drop --model and --image-size), or lower --total-steps")
     state = train(pipeline.ppo, total_steps=config.total_steps, run_dir=out, seed=config.seed, resume=resume,
                   checkpoint_every_s=config.checkpoint_every_s, show_progress=show_progress,
-                  meta={"config": dataclasses.asdict(config)})
+                  meta={"config": dataclasses.asdict(config)}, log=log,
+                  expected_s=60.0 * config.expected_minutes if config.expected_minutes else None,
+                  slow_hint=slow_hint)
     policy = Checkpoints(out / POLICY_DIR, max_to_keep=1)
     if policy.latest_step() != int(state.env_steps):  # a resumed finished run has saved this policy already
         policy.save(int(state.env_steps), pipeline.ppo.policy_params(state))
@@ -339,15 +397,17 @@ DEFAULT_OFFLINE_MODEL = {"humanoid": "humanoid-clip-tiny", "cartpole": "cartpole
                          "mountain_car": "mountain-car-clip-tiny"}
 
 
-def choose_model(requested: str | None, env: str) -> tuple[str, str]:
+def choose_model(requested: str | None, env: str, *, prefer_hub: bool = True) -> tuple[str, str]:
     """Picks the CLIP for a run and says why.
 
     With ``requested`` (``--model``): returned as given (:meth:`CLIP.load` validates it and resolves shipped
-    names). Without: ``openai/clip-vit-base-patch32`` if it is in the local Hugging
-    Face cache or the hub answers (skipped when ``HF_HUB_OFFLINE=1``), else the env's shipped offline model.
+    names). Without, and with ``prefer_hub`` (the accelerator preset, the landscape tool): ``openai/clip-vit-base-
+    patch32`` if it is in the local Hugging Face cache or the hub answers (skipped when ``HF_HUB_OFFLINE=1``), else
+    the env's shipped offline model. Without ``prefer_hub`` (the CPU preset: a ViT-B/32 at 224 px runs ~12 env
+    steps/s on a 2-core CPU, hours instead of minutes): the env's shipped offline model (64 px input).
 
     Returns:
-        (hub id, directory or shipped name, a one-line reason).
+        (hub id, directory or shipped name; a one-line reason).
 
     Raises:
         ModelNotFoundError: when nothing is available; the message says what to do.
@@ -359,6 +419,11 @@ def choose_model(requested: str | None, env: str) -> tuple[str, str]:
 
     if requested:
         return requested, "given by --model"
+    offline = DEFAULT_OFFLINE_MODEL.get(env)
+    if not prefer_hub and offline in OFFLINE_MODELS:
+        resolve_model(offline)  # raises ModelNotFoundError with the fix when the shipped files are missing
+        return offline, (f"the shipped in-domain model for {env}, sized for a CPU; pass --model "
+                         f"{DEFAULT_CLIP} for a hub CLIP (224 px: hours on a CPU)")
     if isinstance(try_to_load_from_cache(DEFAULT_CLIP, "config.json"), str):
         return DEFAULT_CLIP, "found in the local Hugging Face cache"
     if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False"):
@@ -367,7 +432,6 @@ def choose_model(requested: str | None, env: str) -> tuple[str, str]:
             return DEFAULT_CLIP, "reachable on the Hugging Face hub"
         except Exception:  # no network, DNS failure, hub error: fall back to the shipped model
             pass
-    offline = DEFAULT_OFFLINE_MODEL.get(env)
     if offline is None or offline not in OFFLINE_MODELS:
         raise ModelNotFoundError(
             f"no CLIP available for env {env!r}: {DEFAULT_CLIP} is neither in the local Hugging Face cache nor "
@@ -375,7 +439,7 @@ def choose_model(requested: str | None, env: str) -> tuple[str, str]:
             f"(or copy a Hugging Face cache holding {DEFAULT_CLIP} here and set HF_HUB_OFFLINE=1)")
     resolve_model(offline)  # raises ModelNotFoundError with the fix when the shipped files are missing
     return offline, (f"{DEFAULT_CLIP} is not in the local Hugging Face cache and the hub is unreachable; "
-                       f"using the shipped offline model {offline!r}")
+                     f"using the shipped offline model {offline!r}")
 
 
 def device_kind() -> str:
