@@ -3,7 +3,10 @@
 brax's humanoid (the standard Gym/dm_control model: 17 actuators, 0.015 s control step on the MJX backend) with:
 no "unhealthy" termination (the paper removes it so that poses such as kneeling or lying are reachable), zero task
 reward (the only reward is the VLM reward added by :class:`vlmrm_jax.envs.wrappers.VLMRewardWrapper`), and the
-textured scene of brax's MJCF (checker floor, gradient sky) seen through the paper's tracking camera.
+scene of brax's MJCF (checker floor, gradient sky) or VLM-RM's textured scene (``look="paper"``,
+:mod:`~vlmrm_jax.envs.humanoid.look`), seen through a torso-tracking camera or the authors' fixed one
+(``camera="paper"``, :mod:`~vlmrm_jax.envs.humanoid.camera`). The defaults (brax look, tracking camera) are what the
+shipped ``humanoid-clip-tiny`` was trained on; see docs/humanoid_setup.md.
 
 One change to brax's model: every body geom collides with the floor. brax's humanoid.xml lets only the feet touch
 the floor (it was tuned for running), so a humanoid that kneels, sits or falls sinks through it head first; VLM-RM's
@@ -25,6 +28,8 @@ import mujoco
 from brax.envs.base import State
 from brax.envs.humanoid import Humanoid as _BraxHumanoid
 from brax.io import mjcf
+
+from vlmrm_jax.errors import VlmrmError
 
 #: The paper's episode length for humanoid tasks, in env steps (0.015 s each).
 EPISODE_LENGTH = 100
@@ -55,13 +60,31 @@ class Humanoid(_BraxHumanoid):
     Args:
         reset_noise_scale: half-width of the uniform noise added to the initial joint positions (radians, metres)
             and velocities at reset.
+        look: "brax" (brax's MJCF scene, the default) or "paper" (VLM-RM's textured scene with project-made
+            textures: sky box, matte tiled floor, robot skin, one light from above). Physics is the same.
+        camera: the default camera of :meth:`make_render_fn`: "tracking" (follows the torso, the default) or
+            "paper" (the authors' camera as it really rendered: fixed, looking at (0, 0, 1) m).
+
+    Raises:
+        VlmrmError: on an unknown look or camera.
     """
 
-    def __init__(self, reset_noise_scale: float = 1e-2):
+    def __init__(self, reset_noise_scale: float = 1e-2, look: str = "brax", camera: str = "tracking"):
+        from vlmrm_jax.envs.humanoid.camera import CAMERAS
+        from vlmrm_jax.envs.humanoid.look import LOOKS, paper_look
+
+        if look not in LOOKS:
+            raise VlmrmError(f"look={look!r} is not a humanoid look; choose one of {', '.join(LOOKS)}")
+        if camera not in CAMERAS:
+            raise VlmrmError(f"camera={camera!r} is not a humanoid camera; choose one of {', '.join(CAMERAS)}")
+        self.look, self.camera = look, camera
         with warnings.catch_warnings():  # brax's notice that its System is unmaintained: we only use its MJX path
             warnings.filterwarnings("ignore", message="Brax System", category=UserWarning)
             super().__init__(terminate_when_unhealthy=False, reset_noise_scale=reset_noise_scale, backend="mjx")
-            self.sys = mjcf.load_model(floor_contacts(self.sys.mj_model)).replace(opt=self.sys.opt)
+            mj_model = floor_contacts(self.sys.mj_model)
+            if look == "paper":
+                mj_model = paper_look(mj_model)
+            self.sys = mjcf.load_model(mj_model).replace(opt=self.sys.opt)
 
     @functools.cached_property
     def observation_size(self) -> int:
@@ -86,8 +109,8 @@ class Humanoid(_BraxHumanoid):
         Args:
             width, height: image size in pixels.
             shadows: cast a second ray per pixel toward the light.
-            camera: a camera of :mod:`vlmrm_jax.render`; default the paper's tracking camera
-                (torso, distance 3.5 m, azimuth 180 deg, elevation -10 deg, look-at height 1.0 m).
+            camera: a camera of :mod:`vlmrm_jax.render`; default the env's ``camera`` (see
+                :data:`vlmrm_jax.envs.humanoid.camera.CAMERAS`).
 
         Returns:
             ``render(state) -> float32 [height, width, 3]`` in [0, 1] for one (unbatched) state.
@@ -95,10 +118,10 @@ class Humanoid(_BraxHumanoid):
         Raises:
             VlmrmError: on a non-positive size or a camera that does not exist in the model.
         """
-        from vlmrm_jax.envs.humanoid.camera import HUMANOID_CAMERA
+        from vlmrm_jax.envs.humanoid.camera import CAMERAS
         from vlmrm_jax.render import RenderConfig, Renderer
 
-        renderer = Renderer(self.sys.mj_model, camera or HUMANOID_CAMERA,
+        renderer = Renderer(self.sys.mj_model, camera or CAMERAS[self.camera],
                             RenderConfig(width=width, height=height, shadows=shadows))
         sys = self.sys
         return lambda state: renderer.render(sys, state.pipeline_state)
