@@ -64,3 +64,23 @@ def test_trainer_resume_continues_exactly(sac, tmp_path):
 def test_bad_config_rejected(kwargs):
     with pytest.raises(VlmrmError):
         SACConfig(**kwargs)
+
+
+def test_pipeline_builds_a_vlm_rewarded_sac(tiny_clip_dir):
+    """``RunConfig(learner="sac")``: the pipeline's SAC on the CLIP-rewarded CartPole, sized by the PPO config's
+    num_envs and episode_length, with the CLIP weights as an argument (traced only: shapes, no compile)."""
+    from vlmrm_jax.pipeline import RunConfig, VLMSAC, build
+
+    config = RunConfig(prompts=["pole vertically upright on top of the cart"], baseline_prompts=["pole and cart"],
+                       model=str(tiny_clip_dir), env="cartpole", learner="sac",
+                       ppo={"num_envs": 4, "batch_size": 4, "episode_length": 10},
+                       sac={"unroll_length": 2, "batch_size": 8, "min_replay_size": 8, "max_replay_size": 64,
+                            "hidden_layer_sizes": [8]})
+    pipeline = build(config)
+    assert isinstance(pipeline.ppo, VLMSAC)
+    assert (pipeline.ppo.config.num_envs, pipeline.ppo.config.episode_length) == (4, 10)
+    state = jax.eval_shape(pipeline.ppo.init, jax.random.PRNGKey(0))
+    _, metrics = jax.eval_shape(pipeline.ppo.iteration, state)
+    assert {"reward_mean", "critic_loss", "env/vlm_reward"} <= set(metrics)
+    with pytest.raises(VlmrmError, match="learner='a2c'"):
+        RunConfig(prompts=["x"], baseline_prompts=["y"], model="m", learner="a2c")

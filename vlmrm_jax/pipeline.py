@@ -28,11 +28,13 @@ from vlmrm_jax.eval.video import caption_frames, write_video
 from vlmrm_jax.models import CLIP
 from vlmrm_jax.render import to_uint8
 from vlmrm_jax.rewards import GoalBaselineReward, check_alpha, check_prompts
-from vlmrm_jax.rl import PPO, PPOConfig, Checkpoints, make_policy_fn, read_metrics, train
+from vlmrm_jax.rl import PPO, SAC, PPOConfig, SACConfig, Checkpoints, make_policy_fn, read_metrics, train
 from vlmrm_jax.rl.checkpoint import save_json_atomic
 from vlmrm_jax.rl.trainer import CHECKPOINT_DIR
 
 CONFIG_FILE = "config.json"
+#: The learners a run can use (``RunConfig.learner``, ``--learner``).
+LEARNERS = ("ppo", "sac")
 POLICY_DIR = "policy"
 
 
@@ -51,7 +53,11 @@ class RunConfig:
         shadows: ray-traced shadows in the rendering.
         total_steps: env steps to train for.
         seed: PRNG seed.
-        ppo: PPO hyper-parameters (:class:`vlmrm_jax.rl.PPOConfig` fields).
+        ppo: PPO hyper-parameters (:class:`vlmrm_jax.rl.PPOConfig` fields); its ``num_envs`` and
+            ``episode_length`` also size a SAC run.
+        learner: "ppo" or "sac" (VLM-RM's humanoid learner; :class:`vlmrm_jax.rl.SAC`).
+        sac: SAC hyper-parameters (:class:`vlmrm_jax.rl.SACConfig` fields) over the paper's defaults, used with
+            ``learner="sac"``.
         checkpoint_every_s: seconds between checkpoints (one is also written after the first iteration and at the
             end).
         eval_episodes: episodes rolled out after training for the success rate and video.
@@ -75,6 +81,8 @@ class RunConfig:
     eval_episodes: int = 4
     video_size: int = 224
     expected_minutes: float | None = None
+    learner: str = "ppo"
+    sac: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.prompts = check_prompts(self.prompts, "goal prompt")
@@ -85,7 +93,9 @@ class RunConfig:
                 raise VlmrmError(f"{name.replace('_', '-')}={getattr(self, name)!r} must be a positive integer")
         if self.image_size is not None and self.image_size <= 0:
             raise VlmrmError(f"image-size={self.image_size!r} must be a positive number of pixels")
-        self.ppo_config()  # validates
+        if self.learner not in LEARNERS:
+            raise VlmrmError(f"learner={self.learner!r} is not a learner; choose one of {', '.join(LEARNERS)}")
+        self.learner_config()  # validates
 
     def ppo_config(self) -> PPOConfig:
         """The PPO hyper-parameters as a :class:`PPOConfig` (validated)."""
@@ -94,6 +104,17 @@ class RunConfig:
             if key in fields:
                 fields[key] = tuple(fields[key])
         return PPOConfig(**fields)
+
+    def learner_config(self) -> PPOConfig | SACConfig:
+        """The hyper-parameters of the run's learner (validated): :meth:`ppo_config`, or for SAC a
+        :class:`SACConfig` with the PPO config's ``num_envs`` and ``episode_length`` and the ``sac`` fields."""
+        ppo = self.ppo_config()
+        if self.learner == "ppo":
+            return ppo
+        fields = {"num_envs": ppo.num_envs, "episode_length": ppo.episode_length, **self.sac}
+        if "hidden_layer_sizes" in fields:
+            fields["hidden_layer_sizes"] = tuple(fields["hidden_layer_sizes"])
+        return SACConfig(**fields)
 
     def save(self, run_dir: Path) -> None:
         """Writes ``run_dir/config.json`` atomically."""
@@ -140,16 +161,31 @@ class VLMPPO(PPO):
         super().__init__(make_env(weights), config, devices)
         if self.mesh is not None:
             weights = jax.device_put(weights, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
-        self.weights = weights
+        _jit_with_weights(self, make_env, weights)
 
-        def with_env(weights) -> PPO:
-            traced = copy.copy(self)
-            traced.env = make_env(weights)
-            return traced
 
-        self.init = functools.partial(jax.jit(lambda w, rng: with_env(w)._init(rng)), weights)
-        self.iteration = functools.partial(jax.jit(lambda w, state: with_env(w)._iteration(state),
-                                                   donate_argnums=1), weights)
+class VLMSAC(SAC):
+    """:class:`~vlmrm_jax.rl.SAC` whose reward model weights are an argument of the jitted ``init`` and
+    ``iteration``, for the reason given in :class:`VLMPPO`. Args as for :class:`VLMPPO` (one device)."""
+
+    def __init__(self, make_env: Callable[[Any], Env], weights: Any, config: SACConfig):
+        super().__init__(make_env(weights), config)
+        _jit_with_weights(self, make_env, weights)
+
+
+def _jit_with_weights(learner: PPO | SAC, make_env: Callable[[Any], Env], weights: Any) -> None:
+    """Sets ``learner.init(rng)`` / ``learner.iteration(state)`` to jitted functions of (weights, ...) with the env
+    rebuilt around the traced weights (``make_env(weights)``), and ``learner.weights``."""
+    learner.weights = weights
+
+    def with_env(weights):
+        traced = copy.copy(learner)
+        traced.env = make_env(weights)
+        return traced
+
+    learner.init = functools.partial(jax.jit(lambda w, rng: with_env(w)._init(rng)), weights)
+    learner.iteration = functools.partial(jax.jit(lambda w, state: with_env(w)._iteration(state),
+                                                  donate_argnums=1), weights)
 
 
 @dataclasses.dataclass
@@ -163,7 +199,8 @@ class Pipeline:
         reward: the goal-baseline reward of the run's prompts.
         render_fn: renders ONE state at the CLIP's frame size: ``State -> float32 [S, S, 3]``.
         metrics_fn: the env's ground-truth per-step values, ``State -> {name: float32 []}``.
-        ppo: the agent on the VLM-rewarded training env.
+        ppo: the learner on the VLM-rewarded training env (:class:`VLMPPO`, or :class:`VLMSAC` with
+            ``learner="sac"``).
     """
 
     config: RunConfig
@@ -172,7 +209,7 @@ class Pipeline:
     reward: GoalBaselineReward
     render_fn: Callable
     metrics_fn: Callable | None
-    ppo: VLMPPO
+    ppo: VLMPPO | VLMSAC
 
 
 def build(config: RunConfig) -> Pipeline:
@@ -190,14 +227,15 @@ def build(config: RunConfig) -> Pipeline:
     size = config.image_size or clip.image_size
     render_fn = env.make_render_fn(size, size, shadows=config.shadows)
     metrics_fn = env.step_metrics_fn()
-    ppo_config = config.ppo_config()
+    learner_config = config.learner_config()
 
     def make_train_env(weights) -> Env:
-        return wrap_for_vlm_training(env, episode_length=ppo_config.episode_length, render_fn=render_fn,
+        return wrap_for_vlm_training(env, episode_length=learner_config.episode_length, render_fn=render_fn,
                                      embed_fn=functools.partial(clip.embed_images, weights), reward=reward,
                                      metrics_fn=metrics_fn)
 
-    return Pipeline(config, env, clip, reward, render_fn, metrics_fn, VLMPPO(make_train_env, clip.params, ppo_config))
+    learner = (VLMSAC if config.learner == "sac" else VLMPPO)(make_train_env, clip.params, learner_config)
+    return Pipeline(config, env, clip, reward, render_fn, metrics_fn, learner)
 
 
 def check_run_dir(out: str | Path, resume: bool) -> Path:
