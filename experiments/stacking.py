@@ -34,9 +34,9 @@ DEFAULT_PLANNER = "stacking-t5-tiny"
 #: Sizes per device kind: "cpu" is this repo's 2-core machine (see docs/agent.md for what it reaches);
 #: "accelerator" uses the paper's 1000 actors.
 PRESETS = {
-    "cpu": dict(total_steps=20_000, num_envs=16, bc_steps=16, bc_batch_size=32,
+    "cpu": dict(total_steps=20_000, num_envs=16, bc_steps=32, bc_batch_size=32, learning_rate=1e-3,
                 ppo=dict(num_envs=16, unroll_length=10, batch_size=16, num_minibatches=4, num_updates_per_batch=4)),
-    "accelerator": dict(total_steps=1_000_000, num_envs=1000, bc_steps=64, bc_batch_size=256,
+    "accelerator": dict(total_steps=1_000_000, num_envs=1000, bc_steps=64, bc_batch_size=256, learning_rate=1e-3,
                         ppo=dict(num_envs=1024, unroll_length=10, batch_size=1024, num_minibatches=8,
                                  num_updates_per_batch=4)),
 }
@@ -409,9 +409,11 @@ def make_config(args: argparse.Namespace, log: Callable[[str], None] = print) ->
     for name in ("num_envs", "bc_steps", "bc_batch_size", "buffer_capacity", "learning_rate", "eval_envs"):
         if getattr(args, name) is not None:
             agent[name] = getattr(args, name)
-    policy = {k: getattr(args, k) for k in ("grid", "epsilon") if getattr(args, k) is not None}
-    if policy:
-        agent["policy"] = policy
+    from vlmrm_jax.envs.stacking.env import REACH
+
+    # Positions in metres scaled to about [-1, 1] (the action's range) before the policy's token projections.
+    agent["policy"] = {"obs_scale": 1.0 / REACH,
+                       **{k: getattr(args, k) for k in ("grid", "epsilon") if getattr(args, k) is not None}}
     task = task_of_instruction(args.instruction)
     check_run_dir(args.out, resume=False)
     config = RunConfig(instruction=args.instruction, task=task.key, plan=list(task.subgoals), learner=args.learner,

@@ -1,10 +1,12 @@
 """The language-conditioned policy: a small Transformer trained from scratch (Di Palo et al. 2023, section 3.4).
 
 One token per input: the current subgoal's language embedding, then one token per slice of the observation (for
-the stacking env: each cube's position, the end effector's position, the held one-hot). Every token has its own
-linear projection to ``width`` plus a learned type embedding (so the encoder knows which token is which cube), goes
-through ``depth`` pre-LayerNorm self-attention blocks, and the subgoal token's output is read out by the action
-head.
+the stacking env: each cube's position, the end effector's position, the held one-hot). The observation is scaled
+by ``obs_scale`` (to about [-1, 1]) and, with ``fourier > 0``, each value ``v`` is extended by the Fourier features
+``sin(2^k pi v), cos(2^k pi v)``, k < ``fourier`` (NeRF's positional encoding: it lets a small network put a sharp
+categorical peak at a coordinate). Every token has its own linear projection to ``width`` plus a learned type
+embedding (so the encoder knows which token is which cube), goes through ``depth`` pre-LayerNorm self-attention
+blocks, and the subgoal token's output is read out by the action head.
 
 Action heads (``PolicyConfig.grid``):
 
@@ -43,6 +45,8 @@ class PolicyConfig:
         heads: attention heads (must divide ``width``).
         mlp_ratio: hidden width of each block's MLP, in multiples of ``width``.
         grid: cells per axis of the categorical action head; 0 selects the continuous head.
+        obs_scale: the observation is multiplied by this before encoding (e.g. 1 / reach in metres).
+        fourier: Fourier-feature frequencies per observation value (0: the scaled values only).
         epsilon: probability of a uniform random action while collecting (exploration).
         sigma: standard deviation of the Gaussian exploration noise of the continuous head (action units).
     """
@@ -53,6 +57,8 @@ class PolicyConfig:
     heads: int = 4
     mlp_ratio: int = 2
     grid: int = 16
+    obs_scale: float = 1.0
+    fourier: int = 0
     epsilon: float = 0.1
     sigma: float = 0.1
 
@@ -68,6 +74,10 @@ class PolicyConfig:
             raise VlmrmError(f"policy width={self.width} is not a multiple of heads={self.heads}")
         if not isinstance(self.grid, int) or self.grid < 0 or self.grid == 1:
             raise VlmrmError(f"grid={self.grid!r} must be 0 (continuous head) or >= 2 cells per axis")
+        if not isinstance(self.fourier, int) or self.fourier < 0:
+            raise VlmrmError(f"fourier={self.fourier!r} must be a non-negative integer")
+        if not self.obs_scale > 0:
+            raise VlmrmError(f"obs_scale={self.obs_scale!r} must be positive")
         if not 0.0 <= self.epsilon <= 1.0:
             raise VlmrmError(f"epsilon={self.epsilon!r} must be in [0, 1]")
         if not self.sigma >= 0.0:
@@ -106,7 +116,8 @@ class TransformerPolicy(nn.Module):
     def __call__(self, subgoal_embedding: jax.Array, obs: jax.Array) -> jax.Array:
         c = self.config
         splits = np.cumsum(c.token_sizes)[:-1].tolist()
-        parts = [subgoal_embedding] + jnp.split(obs, splits, axis=-1)
+        parts = [subgoal_embedding] + [encode_values(p * c.obs_scale, c.fourier)
+                                       for p in jnp.split(obs, splits, axis=-1)]
         tokens = jnp.stack([nn.Dense(c.width, name=f"embed_{i}")(p) for i, p in enumerate(parts)], axis=-2)
         tokens = tokens + self.param("token_type", nn.initializers.normal(0.02), tokens.shape[-2:])
         for i in range(c.depth):
@@ -115,6 +126,15 @@ class TransformerPolicy(nn.Module):
         if c.grid:
             return nn.Dense(c.grid * c.grid, kernel_init=nn.initializers.zeros, name="logits")(out)
         return jnp.tanh(nn.Dense(2, name="mean")(out))
+
+
+def encode_values(x: jax.Array, fourier: int) -> jax.Array:
+    """float32 [..., n] -> [..., n * (1 + 2 * fourier)]: ``x`` and ``sin(2^k pi x), cos(2^k pi x)`` for k < fourier."""
+    if not fourier:
+        return x
+    angles = x[..., None] * (jnp.pi * 2.0 ** jnp.arange(fourier))  # [..., n, F]
+    return jnp.concatenate([x, jnp.sin(angles).reshape(x.shape[:-1] + (-1,)),
+                            jnp.cos(angles).reshape(x.shape[:-1] + (-1,))], axis=-1)
 
 
 def cell_centres(grid: int) -> jax.Array:
