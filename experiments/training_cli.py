@@ -27,6 +27,9 @@ PPO_FLAGS = (("unroll-length", int, "env steps per unroll T (the GAE horizon)"),
              ("gae-lambda", float, "GAE lambda"),
              ("clipping-epsilon", float, "PPO ratio clip"),
              ("reward-scaling", float, "multiplier of the rewards in the loss"))
+#: The PPO flags that also set SAC's field of the same name with ``--learner sac`` (unroll-length: actor steps per
+#: iteration there); the others are PPO's alone and refused with SAC.
+SAC_SHARED_FLAGS = ("unroll-length", "learning-rate", "discounting", "reward-scaling")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +108,10 @@ def build_parser(task: Task) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=float, default=defaults["checkpoint_every_s"], metavar="SECONDS",
                    help="seconds between checkpoints; one is also written after the first iteration and at the "
                         "end (default: %(default)s)")
+    p.add_argument("--learner", choices=["ppo", "sac"], default=defaults["learner"],
+                   help="the RL algorithm: PPO, or SAC as VLM-RM trained its humanoid (paper defaults: gamma 0.95, "
+                        "lr 6e-4, batch 512; sized by --num-envs and --episode-length; of the flags below it takes "
+                        f"{', '.join('--' + f for f in SAC_SHARED_FLAGS)}) (default: %(default)s)")
     if task.add_env_arguments is not None:
         task.add_env_arguments(p.add_argument_group("environment"))
     ppo = p.add_argument_group("PPO (defaults: the preset's values, else PPOConfig's)")
@@ -181,6 +188,16 @@ def config_fields(task: Task, args: argparse.Namespace, only_given: bool = False
         if args.batch_size is None:
             ppo["batch_size"] = args.num_envs
     fields: dict[str, Any] = {"ppo": ppo} if ppo else {}
+    if use("learner"):
+        fields["learner"] = args.learner
+    if args.learner == "sac":
+        ppo_only = [f"--{name}" for name, _, _ in PPO_FLAGS
+                    if name not in SAC_SHARED_FLAGS and getattr(args, name.replace("-", "_")) is not None]
+        if ppo_only:
+            raise VlmrmError(f"{ppo_only[0]} is a PPO flag; drop it with --learner sac (SAC takes "
+                             f"{', '.join('--' + f for f in SAC_SHARED_FLAGS)})")
+        fields["sac"] = {name.replace("-", "_"): getattr(args, name.replace("-", "_")) for name in SAC_SHARED_FLAGS
+                         if getattr(args, name.replace("-", "_")) is not None}
     if args.total_steps is not None:
         fields["total_steps"] = args.total_steps
     elif use("preset"):
@@ -225,11 +242,11 @@ def make_config(task: Task, args: argparse.Namespace, log: Callable[[str], None]
     warn_unknown_prompts(model, config.prompts + config.baseline_prompts, env=config.env, log=log)
     import jax
 
-    ppo = config.ppo_config()
+    learner = config.learner_config()
     devices = f", env batch split over {jax.device_count()} devices" if jax.device_count() > 1 else ""
     log(f"preset: {preset_name} (JAX backend: {device_kind()}{devices}); total_steps={config.total_steps}, "
-        f"num_envs={ppo.num_envs}, unroll_length={ppo.unroll_length}, "
-        f"env steps per PPO iteration={ppo.env_steps_per_iteration}")
+        f"num_envs={learner.num_envs}, unroll_length={learner.unroll_length}, "
+        f"env steps per {config.learner.upper()} iteration={learner.env_steps_per_iteration}")
     return config
 
 
@@ -248,6 +265,8 @@ def resume_config(task: Task, args: argparse.Namespace, log: Callable[[str], Non
         fields["model"] = args.model
     if "ppo" in fields:
         fields["ppo"] = {**stored.ppo, **fields["ppo"]}
+    if "sac" in fields:
+        fields["sac"] = {**stored.sac, **fields["sac"]}
     if "env_options" in fields:
         fields["env_options"] = {**stored.env_options, **fields["env_options"]}
     changed = sorted(k for k in fields if k in ("total_steps", "checkpoint_every_s", "eval_episodes", "video_size")
