@@ -6,7 +6,7 @@
 agent's jitted loop) and compiles once per (batch size, input length, ``max_new_tokens``).
 
 :func:`greedy_generate_eager` is the independent reference: a Python loop that re-runs the whole decoder (no cache)
-on the growing prefix, one compiled call per step. Both pick the arg-max token (ties to the lowest id).
+on the prefix generated so far, one call per step. Both pick the arg-max token (ties to the lowest id).
 """
 
 from __future__ import annotations
@@ -62,22 +62,27 @@ def greedy_generate(model: T5, params: Any, input_ids: jax.Array, attention_mask
 
 def greedy_generate_eager(model: T5, params: Any, input_ids: np.ndarray, attention_mask: np.ndarray,
                           max_new_tokens: int) -> np.ndarray:
-    """The reference for :func:`greedy_generate`: the same greedy choice, step by step in Python, re-running the
-    full decoder without a cache (slow; for tests and checks). Same arguments and result (int32 [B, T], numpy)."""
+    """The reference for :func:`greedy_generate`: the same greedy choice, step by step in a Python loop, re-running
+    the full decoder without a cache at every step (for tests and checks). The decoder runs on a fixed buffer of T
+    positions (compiled once); by causality the logits at position t depend only on the tokens up to t.
+    Same arguments and result (int32 [B, T], numpy)."""
     arch = model.arch
     variables = {"params": params}
     input_ids, attention_mask = jnp.asarray(input_ids), jnp.asarray(attention_mask)
-    encoder_hidden = model.apply(variables, input_ids, attention_mask, method=T5.encode)
+    encoder_hidden = jax.jit(lambda v: model.apply(v, input_ids, attention_mask, method=T5.encode))(variables)
+    decode = jax.jit(lambda v, prefix: model.apply(v, prefix, encoder_hidden, attention_mask, method=T5.decode))
     batch = input_ids.shape[0]
-    prefix = np.full((batch, 1), arch.decoder_start_token_id, np.int32)
+    prefix = np.full((batch, max_new_tokens), arch.pad_token_id, np.int32)
+    prefix[:, 0] = arch.decoder_start_token_id
     tokens = np.full((batch, max_new_tokens), arch.pad_token_id, np.int32)
     done = np.zeros(batch, bool)
     for position in range(max_new_tokens):
-        logits = model.apply(variables, jnp.asarray(prefix), encoder_hidden, attention_mask, method=T5.decode)
-        token = np.where(done, arch.pad_token_id, np.asarray(jnp.argmax(logits[:, -1], axis=-1), np.int32))
+        logits = np.asarray(decode(variables, prefix))[:, position]
+        token = np.where(done, arch.pad_token_id, np.argmax(logits, axis=-1).astype(np.int32))
         tokens[:, position] = token
         done |= token == arch.eos_token_id
         if done.all():
             break
-        prefix = np.concatenate([prefix, token[:, None]], axis=1)
+        if position + 1 < max_new_tokens:
+            prefix[:, position + 1] = token
     return tokens
