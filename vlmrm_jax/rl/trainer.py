@@ -76,8 +76,9 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
           log: Callable[[str], None] = print, expected_s: float | None = None, slow_hint: str = "") -> TrainState:
     """Runs PPO iterations until ``total_steps`` env steps, with checkpoints and a metrics file in ``run_dir``.
 
-    Any learner with the same shape runs here too (e.g. :class:`vlmrm_jax.agent.CollectInfer`): jittable
-    ``init(rng)`` and ``iteration(state) -> (state, metrics)``, a state with ``env_steps`` and ``params``, and a
+    Any learner with the same shape runs here too (e.g. :class:`vlmrm_jax.rl.SAC`,
+    :class:`vlmrm_jax.agent.CollectInfer`): jittable ``init(rng)`` and ``iteration(state) -> (state, metrics)``, a
+    state with ``env_steps`` and ``params``, and a
     ``reward_mean`` metric (a ``success_rate`` metric is shown in the progress bar too).
 
     Every iteration appends one JSON line to ``run_dir/metrics.jsonl`` (``env_steps``, ``steps_per_s``,
