@@ -95,7 +95,11 @@ def main(argv=None) -> int:
         if min(args.batch_sizes) <= 0 or args.actions <= 0 or args.size <= 0 or args.repeats <= 0:
             raise VlmrmError("--batch-sizes, --actions, --size and --repeats must be positive")
         renders = [False] if args.no_render else [True] if args.render_only else [False, True]
-        rows = [measure(n, args.actions, args.size, r, args.repeats) for r in renders for n in args.batch_sizes]
+        rows = []
+        for render in renders:
+            for num_envs in args.batch_sizes:
+                rows.append(measure(num_envs, args.actions, args.size, render, args.repeats))
+                print(format_table(rows[-1:]).splitlines()[-1], flush=True)
         print(format_table(rows))
         print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, {jax.default_backend()})")
         if args.json:

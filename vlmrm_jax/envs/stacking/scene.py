@@ -14,11 +14,15 @@ z = 0. Contents:
 * two fixed cameras at the basket's front corners (:mod:`.camera`), looking at the basket's centre from above;
 * a light from above that casts shadows, and a dimmer fill light without.
 
-Contacts are lean: every geom has ``contype = conaffinity = 0`` and only explicit ``<pair>``s collide: each cube
-with the basket's floor plane and with each of the four wall planes, and the three cube-cube pairs (18 pairs).
-The floor and wall colliders are invisible planes (geom group 3, not drawn) at the inner faces of the visual
-basket; planes are infinite, so the basket's walls are, to the physics, infinitely high and long (a tumbling
-cube cannot leave it). The gripper collides with nothing.
+Contacts are lean: every geom has ``contype = conaffinity = 0`` and only explicit ``<pair>``s collide (18 pairs,
+at most 36 contacts): each cube (box) with the basket's floor plane (up to 4 contacts, with friction), the three
+cube-cube pairs (box-box, up to 4 contacts each, with friction), and each cube's inscribed sphere with each of the
+four wall planes (one frictionless contact each). The floor and wall colliders and the spheres are invisible
+(geom group 3, not drawn; the spheres are massless). The wall planes lie at the inner faces of the visual walls;
+planes are infinite, so to the physics the walls are infinitely high and long (a tumbling cube cannot leave the
+basket), and a cube's corner can enter a wall by up to (sqrt 2 - 1) x CUBE_HALF (1 cm) when it turns 45 degrees
+against it. Box-plane walls (4 contacts per pair) made the physics ~5x slower on the CPU. The gripper collides
+with nothing.
 """
 
 from __future__ import annotations
@@ -68,11 +72,13 @@ def scene_xml() -> str:
         x = (i - 1) * 3 * h
         cubes.append(f'<body name="{colour}" pos="{x} 0 {h}"><freejoint name="{colour}"/>'
                      f'<geom name="{colour}" type="box" size="{h} {h} {h}" rgba="{_RGBA[colour]}" '
-                     f'material="cube" mass="0.1"/></body>')
+                     f'material="cube" mass="0.1"/>'
+                     f'<geom name="{colour}_wall_collider" type="sphere" size="{h}" group="3" mass="0"/></body>')
         welds.append(f'<weld name="grasp_{colour}" body1="gripper" body2="{colour}" active="false" '
                      f'relpose="0 0 {-GRIP_OFFSET} 1 0 0 0"/>')
         pairs.append(f'<pair geom1="{colour}" geom2="floor_collider"/>')
-        pairs.extend(f'<pair geom1="{colour}" geom2="collider_{w}" condim="1"/>' for w in ("px", "nx", "py", "ny"))
+        pairs.extend(f'<pair geom1="{colour}_wall_collider" geom2="collider_{w}" condim="1"/>'
+                     for w in ("px", "nx", "py", "ny"))
     pairs.extend(f'<pair geom1="{a}" geom2="{c}"/>' for i, a in enumerate(COLOURS) for c in COLOURS[i + 1:])
     cameras = "\n    ".join(camera_xml(n) for n in CAMERAS)
     gx, gy, gz = GRIPPER_HOME
@@ -108,7 +114,7 @@ def scene_xml() -> str:
            diffuse="0.2 0.2 0.2" specular="0 0 0"/>
     <geom name="ground" type="plane" pos="0 0 {-ft}" size="1 1 0.05" material="ground"/>
     <body name="basket" pos="0 0 0">
-      <geom name="basket_floor" type="box" material="basket" pos="0 0 {-ft / 2}" size="{outer} {outer} {ft / 2}"/>
+      <geom name="basket_floor" type="box" material="basket" pos="0 0 {-ft / 2}" size="{b} {b} {ft / 2}"/>
       {chr(10).join('      ' + w for w in walls).strip()}
       {chr(10).join('      ' + c for c in colliders).strip()}
     </body>
