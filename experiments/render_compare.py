@@ -1,6 +1,10 @@
 """Side by side: MuJoCo's native OpenGL render vs the JAX ray caster, same humanoid poses, same (paper) camera.
 
     python -m experiments.render_compare --out docs/render_side_by_side.png
+    python -m experiments.render_compare --env stacking --size 128 --out docs/stacking_render_side_by_side.png
+
+With ``--env stacking``: the block-stacking scene (a random scatter, a cube held, a tower; see
+:func:`stacking_scenes`) from both basket cameras, one column per (scene, camera).
 
 Top row: ``mujoco.Renderer`` (MUJOCO_GL=egl by default, or osmesa), with brax's humanoid textures, lights,
 shadows and floor reflection. Bottom row: :class:`vlmrm_jax.render.Renderer` with VLM-RM's humanoid camera. Prints
@@ -54,14 +58,69 @@ def humanoid_pose(mj_model, kind: str, seed: int = 0):
     return data
 
 
-def _label(image: np.ndarray, text: str):
+def _label(image: np.ndarray, text: str, font_size: int = 14):
     from PIL import Image, ImageDraw, ImageFont
 
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
-    draw.rectangle((0, 0, image.shape[1], 20), fill=(0, 0, 0))
-    draw.text((4, 2), text, fill=(255, 255, 255), font=ImageFont.load_default(size=14))
+    draw.rectangle((0, 0, image.shape[1], font_size + 6), fill=(0, 0, 0))
+    draw.text((4, 2), text, fill=(255, 255, 255), font=ImageFont.load_default(size=font_size))
     return np.asarray(canvas)
+
+
+def stacking_scenes(env, seed: int = 0) -> dict:
+    """Named block-stacking states (brax ``State``) for rendering comparisons: "scatter" (the env's reset with
+    ``seed``), "held" (red lifted by the gripper over a green-on-blue stack) and "tower" (blue, red, green)."""
+    import jax
+    import jax.numpy as jnp
+
+    from vlmrm_jax.envs.stacking.scene import CUBE_HALF
+
+    h = CUBE_HALF
+    stack = jnp.array([[0.0, 0.0, 0.0], [0.05, -0.04, 3 * h], [0.05, -0.04, h]])
+    tower = jnp.array([[-0.02, 0.03, 3 * h], [-0.018, 0.035, 5 * h], [-0.02, 0.03, h]])
+    return {"scatter": jax.jit(env.reset)(jax.random.PRNGKey(seed)),
+            "held": env.state_from_positions(stack, 0, jnp.array([-0.05, 0.04, 0.15])),
+            "tower": env.state_from_positions(tower, -1, jnp.array([0.06, -0.06, 0.23]))}
+
+
+def compare_stacking(size: int, seed: int, shadows: bool) -> tuple[np.ndarray, list[str]]:
+    """Renders :func:`stacking_scenes` from both basket cameras both ways; returns the labelled grid
+    uint8 [2 * size, 6 * size, 3] (top: MuJoCo, bottom: ours) and summary lines."""
+    import jax
+    import mujoco
+    from mujoco import mjx
+
+    from vlmrm_jax.envs.stacking.camera import CAMERAS
+    from vlmrm_jax.envs.stacking.env import Stacking
+    from vlmrm_jax.render import FixedCamera, RenderConfig, Renderer, to_uint8
+
+    env = Stacking()
+    m = env.mj_model
+    top, bottom, lines = [], [], []
+    with mujoco.Renderer(m, size, size) as native:
+        for camera_name in CAMERAS:
+            camera = FixedCamera(camera_name)
+            render = jax.jit(Renderer(m, camera, RenderConfig(size, size, shadows=shadows)).render_with_segmentation)
+            for kind, state in stacking_scenes(env, seed).items():
+                data = mjx.get_data(m, state.pipeline_state)
+                mujoco.mj_forward(m, data)
+                native.update_scene(data, camera.to_mjv_camera(m, data))
+                reference = native.render()
+                native.enable_segmentation_rendering()
+                native.update_scene(data, camera.to_mjv_camera(m, data))
+                reference_ids = native.render()[..., 0]
+                native.disable_segmentation_rendering()
+                rgb, ids = render(env.sys, state.pipeline_state)
+                ours = np.asarray(to_uint8(rgb))
+                difference = np.abs(ours.astype(float) - reference).mean() / 255
+                agreement = np.mean(np.asarray(ids) == reference_ids)
+                label = f"{kind}, {camera_name.removeprefix('basket_')}"
+                lines.append(f"{label}: mean |RGB difference| {difference:.3f}, segmentation agreement "
+                             f"{agreement:.4f}")
+                top.append(_label(reference, f"MuJoCo: {kind}", font_size=10))
+                bottom.append(_label(ours, f"JAX: {kind}", font_size=10))
+    return np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0), lines
 
 
 def compare(size: int, seed: int, shadows: bool) -> tuple[np.ndarray, list[str]]:
@@ -100,25 +159,44 @@ def compare(size: int, seed: int, shadows: bool) -> tuple[np.ndarray, list[str]]
     return np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0), lines
 
 
+def _headless_gl() -> None:
+    """Points mujoco.Renderer at MUJOCO_GL's headless backend (egl unless set to osmesa). Setting MUJOCO_GL here
+    would be too late: importing :mod:`experiments` already imported mujoco, which picked its GL backend then."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from mujoco.rendering.classic import gl_context
+
+    if os.environ["MUJOCO_GL"].lower() == "osmesa":
+        from mujoco.osmesa import GLContext
+    else:
+        from mujoco.egl import GLContext
+    gl_context.GLContext = GLContext
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.render_compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="docs/render_side_by_side.png", help="PNG to write")
-    p.add_argument("--size", type=int, default=224, help="image width and height (pixels)")
+    p.add_argument("--env", choices=("humanoid", "stacking"), default="humanoid", help="scene to compare")
+    p.add_argument("--out", default=None,
+                   help="PNG to write (default docs/render_side_by_side.png, or docs/stacking_render_side_by_side.png)")
+    p.add_argument("--size", type=int, default=None, help="image width and height (pixels; default 224, stacking 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random poses")
     p.add_argument("--no-shadows", action="store_true", help="render the JAX row without shadow rays")
     args = p.parse_args(argv)
-    os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported: headless GL for the native renderer
+    _headless_gl()
     import imageio.v2 as imageio
 
     try:
-        grid, lines = compare(args.size, args.seed, shadows=not args.no_shadows)
+        run = compare_stacking if args.env == "stacking" else compare
+        size = args.size or (128 if args.env == "stacking" else 224)
+        grid, lines = run(size, args.seed, shadows=not args.no_shadows)
     except VlmrmError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    imageio.imwrite(args.out, grid)
-    print("\n".join(lines + [f"wrote {args.out}"]))
+    out = args.out or ("docs/stacking_render_side_by_side.png" if args.env == "stacking"
+                       else "docs/render_side_by_side.png")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    imageio.imwrite(out, grid)
+    print("\n".join(lines + [f"wrote {out}"]))
     return 0
 
 
