@@ -15,6 +15,8 @@ Stages (each writes into --docs, default docs/, and prints the figures it produc
   ``cartpole_training_curve.png`` and ``cartpole_training.json`` (success rate by the true criterion, env steps,
   wall time). The run lives in ``--runs``/cartpole; a killed reproduction continues with ``--resume`` there
   (a finished one is re-evaluated). ~7 min on an idle 2-core CPU.
+* ``mountain_car``: the same for MountainCar, textured and flat looks, CPU preset, ``mountain-car-clip-tiny``, 4
+  evaluation episodes: ``mountain_car_training.json``. ~10 min on an idle 2-core CPU.
 * ``quality`` (not in the default set: ~15 min of frame generation): the held-out AUROC / R-precision tables of
   docs/offline_models.md, on frames generated with the documented held-out seed 1 (``experiments.vlm_quality``),
   written to ``quality_<env>.json``.
@@ -40,8 +42,8 @@ LANDSCAPES = (("landscape_cartpole", "cartpole", None, "cartpole-clip-tiny"),
 #: (env, shipped model, held-out frames) of the quality stage (docs/offline_models.md).
 QUALITY = (("humanoid", "humanoid-clip-tiny", 1500), ("cartpole", "cartpole-clip-tiny", 1000),
            ("mountain_car", "mountain-car-clip-tiny", 1000))
-STAGES = ("landscapes", "humanoid", "cartpole", "quality")
-DEFAULT_STAGES = "landscapes,humanoid,cartpole"
+STAGES = ("landscapes", "humanoid", "cartpole", "mountain_car", "quality")
+DEFAULT_STAGES = "landscapes,humanoid,cartpole,mountain_car"
 
 
 def landscapes(docs: Path, log=print) -> dict:
@@ -89,6 +91,27 @@ def cartpole(docs: Path, runs: Path, log=print) -> dict:
     return result
 
 
+def mountain_car(docs: Path, runs: Path, log=print) -> dict:
+    """Trains (or continues / re-evaluates) the two MountainCar runs; writes ``mountain_car_training.json``."""
+    from experiments import mountain_car as mountain_car_cli
+    from vlmrm_jax.rl.trainer import read_metrics
+
+    results = {}
+    for look in ("textured", "flat"):
+        run = runs / f"mountain_car_{look}"
+        argv = ["--out", str(run), "--resume"] if (run / "config.json").exists() else [
+            "--model", "mountain-car-clip-tiny", "--look", look, "--preset", "cpu", "--seed", "0", "--out", str(run)]
+        if mountain_car_cli.main(argv) != 0:
+            raise VlmrmError(f"the MountainCar run in {run} failed (see the lines above)")
+        summary = json.loads((run / "eval.json").read_text())
+        results[look] = {"command": "python -m experiments.mountain_car --model mountain-car-clip-tiny --look "
+                                    f"{look} --preset cpu --seed 0 --out {run}",
+                         "env_steps": summary["env_steps"], "wall_s": read_metrics(run)[-1]["wall_s"],
+                         "eval_episodes": summary["episodes"], "success_rate": summary["success_rate"]}
+    (docs / "mountain_car_training.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
 def quality(docs: Path, log=print) -> dict:
     """Held-out AUROC / R-precision of each shipped model on freshly generated frames (seed 1)."""
     from experiments import vlm_quality
@@ -116,7 +139,7 @@ def run(stages: list[str], docs: Path, runs: Path, log=print) -> dict:
     results = {}
     for stage in stages:
         log(f"== {stage}")
-        results[stage] = (cartpole(docs, runs, log=log) if stage == "cartpole" else
+        results[stage] = (globals()[stage](docs, runs, log=log) if stage in ("cartpole", "mountain_car") else
                           globals()[stage](docs, log=log))
         log(f"== {stage}: {json.dumps(results[stage])}")
     return results
