@@ -22,9 +22,9 @@ CHECKPOINT_DIR = "checkpoints"
 WALL_TIME = "wall_s"
 #: A warning is printed when the ETA measured after the first iteration exceeds the promised time this many times.
 SLOW_FACTOR = 3.0
-#: Compiling the first iteration took 1.9-3.4x as long as compiling ``init`` (reset, render and CLIP of the reset
-#: frame) in measurements on CPU (CartPole with a tiny CLIP and a ViT-B/32-sized one): the estimate before any
-#: iteration of a run has been compiled on this machine.
+#: Compiling the first iteration took 1.9x (CartPole, ViT-B/32-sized CLIP), 3.4x (CartPole, cartpole-clip-tiny) and
+#: 6.9x (humanoid, humanoid-clip-tiny) as long as compiling ``init`` (reset, render and CLIP of the reset frame) on
+#: the 2-core CPU: the rough estimate used before a run's first iteration has been compiled on this machine.
 COMPILE_RATIO = 3.0
 
 
