@@ -26,14 +26,11 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
+from vlmrm_jax.render.intersect import BOX, CAPSULE, CYLINDER, ELLIPSOID, MESH, PLANE, SPHERE
 from vlmrm_jax.render.textures import TextureAtlas, cube_face_uv
 
-_G = mujoco.mjtGeom
-PLANE, SPHERE, CAPSULE, ELLIPSOID, CYLINDER, BOX, MESH = (int(t) for t in (
-    _G.mjGEOM_PLANE, _G.mjGEOM_SPHERE, _G.mjGEOM_CAPSULE, _G.mjGEOM_ELLIPSOID, _G.mjGEOM_CYLINDER, _G.mjGEOM_BOX,
-    _G.mjGEOM_MESH))
 _NO_TEXTURE, _TEXTURE_2D, _TEXTURE_CUBE = 0, 1, 2
-_DIRECTIONAL = int(mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
+DIRECTIONAL = int(mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
 _SPOT = int(mujoco.mjtLightType.mjLIGHT_SPOT)
 #: mjvGeom's material defaults for geoms without a material (mjv_initGeom).
 _DEFAULT_SPECULAR, _DEFAULT_SHININESS = 0.5, 0.5
@@ -267,7 +264,7 @@ def to_light(tables: SceneTables, light_pos: jax.Array, light_dir: jax.Array,
     """
     offset = light_pos[:, None, :] - point[None]
     dist = jnp.linalg.norm(offset, axis=-1)
-    directional = jnp.asarray(tables.light_type == _DIRECTIONAL)[:, None]
+    directional = jnp.asarray(tables.light_type == DIRECTIONAL)[:, None]
     vec = jnp.where(directional[..., None], -light_dir[:, None, :], offset / jnp.maximum(dist, 1e-9)[..., None])
     plane_dist = -jnp.sum(offset * light_dir[:, None, :], axis=-1)
     return vec, jnp.where(directional, plane_dist, dist)
@@ -303,7 +300,7 @@ def shade(tables: SceneTables, gid: jax.Array, normal: jax.Array, ray_dir: jax.A
     colour += _phong(normal, view, -head_dir, ambient, diffuse, specular, rgb, mat_specular, exponent)
     for i in range(tables.num_lights):
         spot = jnp.ones_like(light_dist[i])
-        if tables.light_type[i] != _DIRECTIONAL:
+        if tables.light_type[i] != DIRECTIONAL:
             cos_angle = jnp.sum(-to_lights[i] * light_dir[i], axis=-1)
             spot = jnp.maximum(cos_angle, 0.0) ** tables.light_exponent[i]
             if tables.light_type[i] == _SPOT:
