@@ -28,7 +28,6 @@ behaviour, no error: a jitted step cannot raise).
 
 from __future__ import annotations
 
-import functools
 from typing import Callable, Sequence
 
 import jax
@@ -194,8 +193,8 @@ class Stacking(Env):
         """A state built directly (for tests, datasets and caption sources), jittable.
 
         Not settled: the cubes are placed exactly where given, with zero velocity, and MJX's kinematics (body, geom,
-        camera and light poses) are computed, so rendering and predicates see them there; contacts and forces are
-        computed by the next physics step. Run :meth:`settle` to let physics act. Cubes that interpenetrate
+        camera and light poses, the mass matrix) are computed, so rendering, predicates and ``mjx.get_data`` see them
+        there; contacts and forces are computed by the next physics step. Run :meth:`settle` to let physics act. Cubes that interpenetrate
         are pushed apart by the next physics step.
 
         Args:
@@ -219,7 +218,8 @@ class Stacking(Env):
         qpos = jnp.concatenate([cube_pos, jnp.asarray(cube_quat, jnp.float32)], axis=-1).ravel()
         data = self._data0.replace(qpos=qpos, qvel=jnp.zeros_like(self._data0.qvel),
                                    mocap_pos=ee_pos[None], eq_active=jnp.arange(_NUM_CUBES) == held)
-        data = mjx.camlight(self.sys, mjx.kinematics(self.sys, data))
+        data = mjx.com_pos(self.sys, mjx.kinematics(self.sys, data))
+        data = mjx.factor_m(self.sys, mjx.crb(self.sys, mjx.camlight(self.sys, data)))
         return self._state(data, held, jnp.asarray(steps, jnp.int32))
 
     def settle(self, state: State, num_substeps: int = 50) -> State:
@@ -264,7 +264,6 @@ class Stacking(Env):
 
     # ------------------------------------------------------------------ rendering
 
-    @functools.cache
     def _renderer(self, camera: str, width: int, height: int, shadows: bool):
         from vlmrm_jax.render import FixedCamera, RenderConfig, Renderer
 
