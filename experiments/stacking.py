@@ -34,7 +34,7 @@ DEFAULT_PLANNER = "stacking-t5-tiny"
 #: Sizes per device kind: "cpu" is this repo's 2-core machine (see docs/agent.md for what it reaches);
 #: "accelerator" uses the paper's 1000 actors.
 PRESETS = {
-    "cpu": dict(total_steps=20_000, num_envs=16, bc_steps=32, bc_batch_size=32, learning_rate=1e-3,
+    "cpu": dict(total_steps=20_000, num_envs=16, bc_steps=4, bc_batch_size=32, learning_rate=1e-3,
                 ppo=dict(num_envs=16, unroll_length=10, batch_size=16, num_minibatches=4, num_updates_per_batch=4)),
     "accelerator": dict(total_steps=1_000_000, num_envs=1000, bc_steps=64, bc_batch_size=256, learning_rate=1e-3,
                         ppo=dict(num_envs=1024, unroll_length=10, batch_size=1024, num_minibatches=8,

@@ -379,3 +379,29 @@ def test_subgoal_reward_env_and_one_ppo_iteration():
     train_state, metrics = ppo.iteration(ppo.init(jax.random.PRNGKey(1)))
     assert 0.0 <= float(metrics["success_rate"]) <= 1.0 and np.isfinite(float(metrics["total_loss"]))
     assert int(train_state.env_steps) == 8 * 2 * 4
+
+
+# -- the action head, by measurement (slow: ~10 min on 2 busy cores) ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_categorical_head_learns_faster_than_continuous():
+    """docs/agent.md's head comparison: collect & infer on the toy stack task (ground-truth detector), 60
+    iterations of 16 episodes per head; prints the success rate per block of 10 iterations.
+
+        pytest tests/test_agent.py -m slow -s -k head
+    """
+    finals = {}
+    for name, policy in [("grid 16", dict(grid=16)), ("grid 16 + Fourier 4", dict(grid=16, fourier=4)),
+                         ("continuous", dict(grid=0)), ("continuous + Fourier 4", dict(grid=0, fourier=4))]:
+        config = CollectInferConfig(num_envs=16, episode_length=10, bc_steps=32, bc_batch_size=32,
+                                    learning_rate=1e-3, policy=PolicyConfig(obs_scale=1 / 0.095, **policy))
+        agent = make_agent(config)
+        state, rates = agent.init(jax.random.PRNGKey(0)), []
+        for _ in range(60):
+            state, metrics = agent.iteration(state)
+            rates.append(float(metrics["success_rate"]))
+        blocks = np.asarray(rates).reshape(6, 10).mean(axis=1)
+        print(f"{name}: success rate per 10 iterations (160 episodes): {np.round(blocks, 2).tolist()}")
+        finals[name] = blocks[-2:].mean()
+    assert finals["grid 16"] > finals["continuous"] + 0.05
