@@ -349,6 +349,30 @@ def steps_to(records: list[dict], rate: float, key: str = "success_rate") -> int
     return next((r["env_steps"] for r, v in zip(records, smoothed_success(records, key)) if v >= rate), None)
 
 
+def results_table(root: str | Path, window: int = 5) -> str:
+    """A Markdown table of every finished run under ``root`` (a directory of run directories, each with
+    ``config.json``, ``metrics.jsonl`` and ``eval.json``): learner, detector, BC steps, env steps, the collecting
+    actors' success rate over the first and the last ``window`` iterations, the best smoothed success rate, env
+    steps to 50% and the final greedy success rate, all by ground truth."""
+    from vlmrm_jax.rl import read_metrics
+
+    rows = [f"| run | instruction | learner | detector | BC steps/it | env steps | success, first {window} it. | "
+            f"success, last {window} it. | best smoothed success | env steps to 50% | greedy success (final) |",
+            "|" + "---|" * 11]
+    for run in sorted(Path(root).iterdir()):
+        if not (run / "eval.json").exists():
+            continue
+        config, result, records = RunConfig.load(run), json.loads((run / "eval.json").read_text()), read_metrics(run)
+        detector = "-" if config.learner == "sparse" else config.detector
+        reached = result["steps_to_50pct"] if result["steps_to_50pct"] is not None else "not reached"
+        rates = [r["success_rate"] for r in records]
+        first, last = sum(rates[:window]) / len(rates[:window]), sum(rates[-window:]) / len(rates[-window:])
+        rows.append(f"| {run.name} | {config.instruction} | {config.learner} | {detector} | "
+                    f"{config.agent_config().bc_steps} | {result['env_steps']} | {first:.2f} | {last:.2f} | "
+                    f"{result['best_smoothed_success_rate']:.2f} | {reached} | {result['success_rate']:.2f} |")
+    return "\n".join(rows)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.stacking", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -379,6 +403,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-episodes", type=int, help="greedy episodes after training (default: --num-envs)")
     p.add_argument("--video-size", type=int, default=192, metavar="PX")
     p.add_argument("--checkpoint-every", type=float, default=120.0, metavar="SECONDS")
+    p.add_argument("--table", metavar="DIR", help="print the results table of the finished runs under DIR, then exit")
     a = p.add_argument_group("collect & infer (defaults: from the preset, else the library's)")
     a.add_argument("--bc-steps", type=int, help="behaviour-cloning Adam steps per iteration")
     a.add_argument("--bc-batch-size", type=int, help="stored episodes per BC step")
@@ -442,6 +467,9 @@ def make_config(args: argparse.Namespace, log: Callable[[str], None] = print) ->
 def main(argv=None) -> int:
     """Runs the CLI; returns the exit code (0 done, 2 bad input, 130 interrupted)."""
     args = parse_args(argv)
+    if args.table:
+        print(results_table(args.table))
+        return 0
 
     def work():
         config = None if args.resume else make_config(args)
