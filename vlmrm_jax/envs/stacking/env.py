@@ -22,8 +22,8 @@ cube's axis-aligned footprint (cubes start axis-aligned; a cube that tumbled and
 axis-aligned bounding square).
 
 Action mapping: float32 [2] in [-1, 1] -> (x, y) = action * :data:`REACH` metres from the basket's centre, so a
-cube centred on any reachable point fits inside the walls. Actions outside [-1, 1] are CLIPPED to it (documented
-behaviour, no error: a jitted step cannot raise).
+cube centred on any reachable point fits inside the walls. Actions outside [-1, 1] are CLIPPED to it, and NaN
+becomes 0 (the basket's centre) (documented behaviour, no error: a jitted step cannot raise).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class Stacking(Env):
         steps; see the module docstring."""
         data = state.pipeline_state
         held = state.info["held"]
-        target = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0) * REACH
+        target = jnp.clip(jnp.nan_to_num(jnp.asarray(action, jnp.float32)), -1.0, 1.0) * REACH
         pos = predicates.cube_positions(data)
         top = pos[:, 2] + CUBE_HALF
         holding = held >= 0
