@@ -26,6 +26,11 @@ from vlmrm_jax.planner.tokenizer import build_t5_tokenizer
 
 INSTRUCTIONS = ["Stack the red object on the blue object", "Grasp the green object", "Stack all three objects"]
 
+#: transformers' Flax T5, the reference, calls jnp.clip(a_max=...), which jax 0.10 removed; PyTorch stays the reference.
+needs_transformers_flax_t5 = pytest.mark.skipif(
+    tuple(int(v) for v in jax.__version__.split(".")[:2]) >= (0, 10),
+    reason="transformers' Flax T5 calls jnp.clip(a_max=...), removed in jax 0.10")
+
 
 def tiny_config(vocab_size: int, **overrides) -> T5Config:
     """A tiny random T5 (hf-internal-testing/tiny-random-t5's sizes), with few relative-position buckets and a short
@@ -66,12 +71,28 @@ def torch_model_dir(tmp_path_factory, tokenizer):
     return out
 
 
-@pytest.fixture(scope="module")
-def planner(torch_model_dir):
-    """The random PyTorch T5 as a planner on bare instructions (short inputs keep the test fast)."""
-    (torch_model_dir / "prompt.txt").write_text("# the bare instruction\n{instruction}\n")
-    return SubgoalPlanner.load(torch_model_dir, subgoals=SUBGOALS, max_input_tokens=24, max_new_tokens=12,
+def _bare_planner(directory) -> SubgoalPlanner:
+    """A model directory as a planner on bare instructions (short inputs keep the tests fast)."""
+    (directory / "prompt.txt").write_text("# the bare instruction\n{instruction}\n")
+    return SubgoalPlanner.load(directory, subgoals=SUBGOALS, max_input_tokens=24, max_new_tokens=12,
                                max_subgoals=MAX_SUBGOALS)
+
+
+@pytest.fixture(scope="module")
+def saved_dir(tmp_path_factory, tokenizer):
+    """A T5 built from a T5Config, with random weights, saved by save_t5."""
+    from vlmrm_jax.planner.t5 import init_params
+
+    arch = T5Architecture.from_config(tiny_config(len(tokenizer)))
+    params = init_params(arch, seed=3)
+    out = tmp_path_factory.mktemp("saved_t5")
+    save_t5(out, arch, params, tokenizer)
+    return out, arch, params
+
+
+@pytest.fixture(scope="module")
+def planner(saved_dir):
+    return _bare_planner(saved_dir[0])
 
 
 def _inputs(seed: int, vocab: int, batch: int = 2, length: int = 25):
@@ -80,6 +101,7 @@ def _inputs(seed: int, vocab: int, batch: int = 2, length: int = 25):
     return ids, mask
 
 
+@needs_transformers_flax_t5
 @pytest.mark.parametrize("feed_forward, tied", [("gated-gelu", False), ("relu", True)])
 def test_t5_matches_transformers_flax(feed_forward, tied):
     """Same weights, same logits as transformers' FlaxT5ForConditionalGeneration (pinned jax), with padding and
@@ -134,45 +156,58 @@ def test_t5_loaded_from_pytorch_matches_pytorch(torch_model_dir, tokenizer):
     jax.tree.map(np.testing.assert_array_equal, from_bin.params, parts.params)
 
 
-def test_save_load_round_trip_and_transformers_reads_it(tmp_path, tokenizer):
-    """A T5 built from a T5Config, saved by save_t5, loads back identically (SubgoalPlanner.load too), and
-    transformers' FlaxT5ForConditionalGeneration reads the same directory into the same weights."""
-    from transformers import FlaxT5ForConditionalGeneration
-
-    from vlmrm_jax.planner.t5 import init_params
-
-    arch = T5Architecture.from_config(tiny_config(len(tokenizer)))
-    params = init_params(arch, seed=3)
-    save_t5(tmp_path, arch, params, tokenizer)
-    loaded = load_t5(tmp_path)
+def test_save_load_round_trip(saved_dir):
+    directory, arch, params = saved_dir
+    loaded = load_t5(directory)
     assert loaded.arch == arch
     jax.tree.map(np.testing.assert_array_equal, loaded.params, params)
-    hf = FlaxT5ForConditionalGeneration.from_pretrained(tmp_path)
-    assert set(flatten_dict(hf.params)) == set(flatten_dict(params))
-    jax.tree.map(np.testing.assert_array_equal, hf.params, jax.device_get(params))
-    planner = SubgoalPlanner.load(tmp_path, subgoals=SUBGOALS, max_subgoals=MAX_SUBGOALS)
+    planner = SubgoalPlanner.load(directory, subgoals=SUBGOALS, max_subgoals=MAX_SUBGOALS)
     assert planner.model.arch == arch and planner.subgoals == SUBGOALS
 
 
-def test_jitted_generation_equals_eager_and_pytorch(planner, torch_model_dir):
-    """The jitted, cached greedy decoding gives the tokens of the eager uncached loop and of PyTorch's generate."""
+@needs_transformers_flax_t5
+def test_transformers_reads_saved_t5(saved_dir):
+    """transformers' FlaxT5ForConditionalGeneration reads a directory written by save_t5 into the same weights."""
+    from transformers import FlaxT5ForConditionalGeneration
+
+    directory, _, params = saved_dir
+    hf = FlaxT5ForConditionalGeneration.from_pretrained(directory)
+    assert set(flatten_dict(hf.params)) == set(flatten_dict(params))
+    jax.tree.map(np.testing.assert_array_equal, hf.params, jax.device_get(params))
+
+
+def _jitted_tokens(planner) -> np.ndarray:
+    ids, mask = planner.tokenize(INSTRUCTIONS)
+    steps = planner.max_new_tokens
+    return np.asarray(jax.jit(lambda p, i, m: greedy_generate(planner.model, p, i, m, steps))(
+        planner.params, ids, mask))
+
+
+def test_jitted_generation_equals_eager(planner):
+    """The jitted, cached greedy decoding gives the tokens of the eager loop that re-runs the uncached decoder."""
+    jitted = _jitted_tokens(planner)
+    ids, mask = planner.tokenize(INSTRUCTIONS)
+    np.testing.assert_array_equal(jitted, greedy_generate_eager(planner.model, planner.params, ids, mask,
+                                                                planner.max_new_tokens))
+    assert len(set(map(tuple, jitted))) > 1  # the rows differ: the inputs matter
+
+
+def test_jitted_generation_equals_pytorch_generate(torch_model_dir):
+    """Same weights, same greedy tokens as PyTorch T5ForConditionalGeneration.generate."""
     torch = pytest.importorskip("torch")
     from transformers import T5ForConditionalGeneration
 
+    planner = _bare_planner(torch_model_dir)
+    jitted = _jitted_tokens(planner)
     ids, mask = planner.tokenize(INSTRUCTIONS)
-    steps = planner.max_new_tokens
-    jitted = np.asarray(jax.jit(lambda p, i, m: greedy_generate(planner.model, p, i, m, steps))(
-        planner.params, ids, mask))
-    eager = greedy_generate_eager(planner.model, planner.params, ids, mask, steps)
-    np.testing.assert_array_equal(jitted, eager)
     reference = T5ForConditionalGeneration.from_pretrained(torch_model_dir).eval()
     with torch.no_grad():
         generated = reference.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                                       max_new_tokens=steps, do_sample=False, num_beams=1).numpy()[:, 1:]
+                                       max_new_tokens=planner.max_new_tokens, do_sample=False,
+                                       num_beams=1).numpy()[:, 1:]
     expected = np.zeros_like(jitted)  # generate stops when every row has ended; the rest is padding
     expected[:, :generated.shape[1]] = generated
     np.testing.assert_array_equal(jitted, expected)
-    assert len(set(map(tuple, jitted))) > 1  # the rows differ: the inputs matter
 
 
 def _tokens(tokenizer, texts, length=80):
@@ -228,13 +263,18 @@ def test_invalid_output_is_flagged_and_named(planner):
 
 
 def test_shipped_planner_on_held_out_phrasings():
-    """stacking-t5-tiny on phrasings whose templates (and some colour orders) were held out of its training."""
+    """stacking-t5-tiny on phrasings whose templates were held out of its training, and on the paper's own
+    instructions (its measured accuracy per split, failures included, is in docs/planner.md)."""
     planner = SubgoalPlanner.load("stacking-t5-tiny")
-    cases = {"Put the blue block onto the green one": "stack_blue_on_green",  # template and colours held out
-             "pick the red cube up": "grasp_red",
+    cases = {"pick the red cube up": "grasp_red",  # held-out templates
+             "grab hold of the blue box": "grasp_blue",
+             "pile the green cube on the blue cube": "stack_green_on_blue",
+             "set red on top of blue": "stack_red_on_blue",
              "Build a tower with all three blocks.": "stack_all",
-             "build a tower with green at the bottom, blue in the middle and red on top": "tower_green_blue_red",
-             "Stack the red object on the blue object": "stack_red_on_blue"}  # the paper's, seen
+             "stack the three cubes on each other": "stack_all",
+             "Grasp the red object": "grasp_red",  # the paper's instructions
+             "Stack the red object on the blue object": "stack_red_on_blue",
+             "Stack all three objects": "stack_all"}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = planner.plan(list(cases))
@@ -252,7 +292,8 @@ def test_bad_instructions(planner):
         planner.tokenize(["stack the red object on the blue object " * 4])
 
 
-def test_bad_models(tmp_path, torch_model_dir, monkeypatch):
+def test_bad_models(tmp_path, saved_dir, monkeypatch):
+    model_dir = saved_dir[0]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
     def error(name, **kwargs) -> str:
@@ -273,17 +314,17 @@ def test_bad_models(tmp_path, torch_model_dir, monkeypatch):
 
     for corrupt in ("tokenizer.json", "spiece.model"):
         broken = tmp_path / f"broken-{corrupt}"
-        shutil.copytree(torch_model_dir, broken)
+        shutil.copytree(model_dir, broken)
         (broken / corrupt).write_bytes(b"\x00not a tokenizer")
         if corrupt == "spiece.model":
             (broken / "tokenizer.json").unlink()  # else the fast tokenizer never reads spiece.model
         assert "tokenizer files" in error(str(broken)) and "corrupt" in error(str(broken))
     broken = tmp_path / "broken-planner-json"
-    shutil.copytree(torch_model_dir, broken)
+    shutil.copytree(model_dir, broken)
     (broken / "planner.json").write_text("{not json")
     assert "planner.json is not valid JSON" in error(str(broken))
     with pytest.raises(VlmrmError, match="has no subgoals.json; pass subgoals"):
-        SubgoalPlanner.load(torch_model_dir)
+        SubgoalPlanner.load(model_dir)
 
 
 def test_prompt_template(tmp_path, planner):
