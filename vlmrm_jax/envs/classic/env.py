@@ -10,7 +10,8 @@ made for the paper (their ``CLIPRewardedCartPoleEnv`` / ``CLIPRewardedContinuous
   rest of the episode, and the success flag stays set.
 
 Both are ``brax.envs.base.Env`` s, so the VLM reward wrapper and PPO train them like the humanoid. The gymnax state
-is the brax ``State.pipeline_state`` (brax's ``AutoResetWrapper`` restores ``pipeline_state`` and ``obs`` on reset,
+is the brax ``State.pipeline_state`` (the training stack's auto-reset,
+:class:`~vlmrm_jax.envs.wrappers.FreshResetWrapper`, replaces ``pipeline_state`` and ``obs`` with a fresh reset's,
 which is what makes an auto-reset reset the task), ``state.reward`` is the true task reward and ``state.metrics``
 holds the true success criterion (``success``) and the true reward (``true_reward``), float32 each.
 """
