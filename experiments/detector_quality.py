@@ -5,7 +5,8 @@
 
 The detector's rule is the paper's: subgoal caption g is detected in frame o when the unit embeddings agree,
 phi_T(g) . phi_I(o) > gamma. gamma is calibrated on the --calibration-data frames (one seed) as the lowest
-threshold whose precision reaches --min-precision (the paper favours precision over recall), for three settings:
+threshold at which every subgoal caption's precision reaches --min-precision (--pooled: the precision over all
+captions together; the paper favours precision over recall), for three settings:
 each camera's frame on its own ("single"), detected in either camera ("any") and in both ("all"). Precision and
 recall per caption are then measured on --test-data (another seed), per camera and for both combinations, and the
 paper's gamma 0.8 is measured too. The subgoals are the dataset's goal concepts (for stacking: the nine SUBGOALS
@@ -37,8 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--calibration-data", required=True, metavar="DIR", help="held-out frames to calibrate gamma on")
     p.add_argument("--test-data", required=True, metavar="DIR", help="held-out frames of another seed to measure on")
     p.add_argument("--min-precision", type=float, default=0.95, help="precision target of the calibration")
-    p.add_argument("--per-caption", action="store_true",
-                   help="calibrate so that every caption reaches the target (default: pooled over captions)")
+    p.add_argument("--pooled", action="store_true",
+                   help="one gamma whose precision over all captions pooled reaches the target (default: the "
+                        "lowest gamma at which every caption reaches it)")
     p.add_argument("--out", required=True, help="output path without suffix: writes OUT.json and OUT.md")
     p.add_argument("--write-config", action="store_true", help="write detector.json into the model directory")
     return p.parse_args(argv)
@@ -84,8 +86,9 @@ def markdown(result: dict) -> str:
     """The per-caption precision / recall table (test seed) with the thresholds, in Markdown."""
     settings = [*result["cameras"], "any", "all"]
     test = result["test"]
-    head = ["subgoal caption", "positives / states",
-            *(f"{'camera ' + str(i) if i < len(result['cameras']) else s}: P / R" for i, s in enumerate(settings))]
+    names = {**{c: f"camera {i} ({c})" for i, c in enumerate(result["cameras"])}, "any": "either camera (any)",
+             "all": "both cameras (all)"}
+    head = ["subgoal caption", "positives / states", *(f"{names[s]}: P / R" for s in settings)]
     lines = [f"Model `{result['model']}`; calibrated on seed {result['calibration']['seed']} "
              f"({result['calibration']['states']} states), measured on seed {result['test_seed']} "
              f"({result['test_states']} states x {len(result['cameras'])} cameras); precision target "
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
     cal_scores = similarities_of(clip, cal_images, text)
     test_scores = similarities_of(clip, test_images, text)
     cal_labels, test_labels = cal_labels[:, columns], test_labels[:, columns]
-    calibrated = calibrate_views(cal_scores, cal_labels, args.min_precision, per_caption=args.per_caption)
+    calibrated = calibrate_views(cal_scores, cal_labels, args.min_precision, per_caption=not args.pooled)
     thresholds = {k: c.threshold for k, c in calibrated.items()}
     combine = max(("any", "all"), key=lambda rule: calibrated[rule].recall)
     report = detection_report(test_scores, test_labels, thresholds, subgoals, cameras)
@@ -146,7 +149,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
     tp = int((single & single_labels).sum())
     result = {
         "model": args.model, "subgoals": subgoals, "cameras": cameras, "min_precision": args.min_precision,
-        "per_caption": args.per_caption, "thresholds": thresholds, "combine": combine,
+        "per_caption": not args.pooled, "thresholds": thresholds, "combine": combine,
         "calibration": {"seed": int(calibration.manifest["seed"]), "states": int(len(cal_labels)),
                         **{k: c._asdict() for k, c in calibrated.items()}},
         "test_seed": int(test.manifest["seed"]), "test_states": int(len(test_labels)), "test": report,
@@ -164,7 +167,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
     if args.write_config:
         model_dir = resolve_model(args.model) if args.model in OFFLINE_MODELS else args.model
         path = write_detector_config(model_dir, subgoals=subgoals, thresholds=thresholds, combine=combine, extra={
-            "min_precision": args.min_precision, "per_caption": args.per_caption,
+            "min_precision": args.min_precision, "per_caption": not args.pooled,
             "calibration": result["calibration"], "command": result["command"],
             "test": {"seed": result["test_seed"], "states": result["test_states"],
                      **{k: {"precision": v["precision"], "recall": v["recall"]} for k, v in report.items()}}})

@@ -149,6 +149,28 @@ def test_calibration_edge_cases():
         calibrate_threshold(np.zeros((3, 2)), labels)
 
 
+def test_calibrate_views_and_report_per_camera_and_combined():
+    from vlmrm_jax.models.detection import calibrate_views, detection_report
+
+    rng = np.random.default_rng(1)
+    labels = rng.random((200, 3)) < 0.3
+    scores = np.clip(np.where(labels[:, None], 0.5, 0.2) + rng.normal(0, 0.15, (200, 2, 3)), -1, 1)
+    calibrated = calibrate_views(scores, labels, 0.9)
+    assert calibrated["any"] == calibrate_threshold(scores.max(axis=1), labels, 0.9)
+    assert calibrated["all"] == calibrate_threshold(scores.min(axis=1), labels, 0.9)
+    assert calibrated["single"] == calibrate_threshold(scores.reshape(400, 3), np.repeat(labels, 2, axis=0), 0.9)
+    thresholds = {k: c.threshold for k, c in calibrated.items()}
+    report = detection_report(scores, labels, thresholds, ["a", "b", "c"], ["left", "right"])
+    assert set(report) == {"left", "right", "any", "all"}
+    detected = (scores[:, 1] > thresholds["single"])
+    precision, recall = precision_recall(detected, labels)
+    assert report["right"]["captions"]["b"]["precision"] == pytest.approx(precision[1])
+    assert report["right"]["captions"]["b"]["recall"] == pytest.approx(recall[1])
+    assert report["right"]["captions"]["b"]["positives"] == labels[:, 1].sum()
+    both = (scores > thresholds["all"]).all(axis=1)
+    assert report["all"]["recall"] == pytest.approx((both & labels).sum() / labels.sum())
+
+
 def test_precision_recall_by_hand():
     detected = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0]], bool)
     labels = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 0]], bool)
@@ -177,3 +199,99 @@ def test_detector_config_round_trip_and_errors(tmp_path, tiny_clip_dir):
     (model / "detector.json").write_text(json.dumps(dict(data, thresholds={"single": 3.0})))
     with pytest.raises(VlmrmError, match="not a valid detector configuration"):
         read_detector_config(model)
+
+
+# --- the stacking caption source: labels are the env's predicates ---
+
+#: Floors for the shipped detector (both cameras) on 48 fresh, unsettled states of an unused seed. It measured
+#: precision 0.986 / recall 0.992 on 750 settled held-out states (docs/stacking_detector.md) and 0.98 / 1.0 here;
+#: a CLIP that learned nothing detects nothing at a calibrated threshold, or at chance precision (~0.1).
+PRECISION_FLOOR, RECALL_FLOOR = 0.85, 0.85
+CHUNK = 8  # frames per jitted call: 4 states x 2 cameras (one compiled shape for every call below)
+
+
+@pytest.fixture(scope="module")
+def source():
+    from vlmrm_jax.envs import make_source
+
+    return make_source("stacking", image_size=64, settle_substeps=0)  # as built: no physics to compile
+
+
+def _constructed_states():
+    """(cube_pos [4, 3, 3], held [4], gripper [4, 3], expected subgoal keys per state)."""
+    h, top = 0.025, 0.075
+    cube_pos = np.array([
+        [[0.0, 0.0, h], [0.07, 0.06, h], [0.004, -0.003, top]],  # blue on red, green apart
+        [[-0.05, -0.05, h], [0.0, 0.0, 0.0], [-0.05, -0.05 + 0.01, top]],  # green held, blue on red (1 cm off)
+        [[0.05, 0.05, 0.125], [0.05, 0.052, top], [0.05, 0.05, h]],  # tower: blue, green, red on top
+        [[0.0, 0.0, h], [0.0, 0.06, h], [0.035, 0.0, top]],  # blue half off red (3.5 cm > ON_TOP_XY), green beside
+    ], np.float32)
+    held = np.array([-1, 1, -1, -1], np.int32)
+    gripper = np.array([[0, 0, 0.23], [0.06, 0.06, 0.23], [-0.05, 0.0, 0.23], [0.05, -0.05, 0.2]], np.float32)
+    expected = [{"blue_on_red", "nothing_held"}, {"grasp_green", "blue_on_red"},
+                {"green_on_blue", "red_on_green", "tower", "nothing_held"}, {"nothing_held", "no_stack"}]
+    return cube_pos, held, gripper, [e | {"scene"} for e in expected]
+
+
+def test_caption_source_labels_constructed_states_by_the_predicates(source):
+    from vlmrm_jax.envs.stacking.captions import STACKING_CAPTIONS, labels_from_truth
+    from vlmrm_jax.envs.stacking.language import SUBGOALS
+
+    cube_pos, held, gripper, expected = _constructed_states()
+    images, labels, states = source.render_states(cube_pos, held, gripper)
+    assert images.shape == (4, 2, 64, 64, 3) and images.dtype == np.uint8 and labels.shape == (4, 13)
+    assert not np.array_equal(images[:, 0], images[:, 1])  # two different cameras
+    keys = STACKING_CAPTIONS.keys
+    for row, want in zip(labels, expected):
+        assert {keys[j] for j in np.nonzero(row)[0]} == want
+    np.testing.assert_array_equal(labels, labels_from_truth(labels[:, :9]))
+    assert [c.prompt for c in STACKING_CAPTIONS.concepts[:9]] == list(SUBGOALS)
+    np.testing.assert_allclose(states[1, 3:6], gripper[1] - [0, 0, 0.037], atol=1e-6)  # held green in the gripper
+
+
+def test_caption_source_generates_camera_pairs_deterministically(source):
+    first = list(source.generate(7, seed=3, chunk_size=CHUNK))
+    again = list(source.generate(7, seed=3, chunk_size=CHUNK))
+    images = np.concatenate([b.images for b in first])
+    labels, states = np.concatenate([b.labels for b in first]), np.concatenate([b.states for b in first])
+    assert images.shape == (7, 64, 64, 3) and states.shape == (7, len(source.state_names))
+    np.testing.assert_array_equal(images, np.concatenate([b.images for b in again]))
+    camera, scene = states[:, -2], states[:, -1]
+    np.testing.assert_array_equal(camera, [0, 1, 0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(scene, [0, 0, 1, 1, 2, 2, 3])
+    np.testing.assert_array_equal(labels[0::2][:3], labels[1::2])  # one state, one truth, two views
+    with pytest.raises(VlmrmError, match="mode_weights"):
+        type(source)(mode_weights=(1.0, 0.0))
+
+
+# --- the shipped stacking-clip-tiny ---
+
+
+def test_shipped_detector_loads_by_short_name():
+    from vlmrm_jax.models import CLIP
+    from vlmrm_jax.models.registry import OFFLINE_MODELS, resolve_model
+
+    assert "stacking-clip-tiny" in OFFLINE_MODELS
+    path = resolve_model("stacking-clip-tiny")
+    size = sum(f.stat().st_size for f in OFFLINE_MODELS["stacking-clip-tiny"].iterdir())
+    assert size <= 25e6
+    config = read_detector_config("stacking-clip-tiny")
+    from vlmrm_jax.envs.stacking.language import SUBGOALS
+
+    assert config["subgoals"] == list(SUBGOALS) and config["combine"] in ("any", "all")
+    detector = SubgoalDetector.load("stacking-clip-tiny")
+    assert detector.threshold == config["thresholds"][config["combine"]] and detector.clip.image_size == 64
+    assert CLIP.load(path).embed_dim == detector.text_embeddings.shape[1]
+
+
+def test_shipped_detector_quality_on_fresh_held_out_states(source):
+    """On 48 states of a seed never used in training or calibration (both cameras, the recommended rule)."""
+    detector = SubgoalDetector.load("stacking-clip-tiny")
+    batches = list(source.generate(96, seed=1234, chunk_size=CHUNK))
+    images = np.concatenate([b.images for b in batches]).reshape(48, 2, 64, 64, 3)
+    labels = np.concatenate([b.labels for b in batches])[0::2, :9]
+    assert labels.any(axis=0).sum() >= 6  # most subgoals occur
+    detected = np.asarray(jax.jit(lambda d, f: d(f))(detector, images.astype(np.float32) / 255.0))
+    tp = (detected & labels).sum()
+    precision, recall = tp / max(detected.sum(), 1), tp / labels.sum()
+    assert precision >= PRECISION_FLOOR and recall >= RECALL_FLOOR, (precision, recall)

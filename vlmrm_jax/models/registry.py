@@ -15,9 +15,11 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 #: Shipped offline models: short name -> packaged directory. Each is a small CLIP trained from scratch on auto-labelled
 #: frames of one environment (``python -m experiments.train_vlm``; commands, sizes and measured quality in
-#: ``docs/offline_models.md``): it knows only its own captions (``captions.json``).
+#: ``docs/offline_models.md``): it knows only its own captions (``captions.json``). ``stacking-clip-tiny`` is also a
+#: calibrated subgoal detector (``detector.json``, read by :meth:`vlmrm_jax.models.detection.SubgoalDetector.load`).
 OFFLINE_MODELS: dict[str, Path] = {name: WEIGHTS_DIR / name for name in
-                                   ("humanoid-clip-tiny", "cartpole-clip-tiny", "mountain-car-clip-tiny")}
+                                   ("humanoid-clip-tiny", "cartpole-clip-tiny", "mountain-car-clip-tiny",
+                                    "stacking-clip-tiny")}
 
 #: Files a shipped model directory must hold.
 REQUIRED_FILES = ("config.json", "flax_model.msgpack")
