@@ -1,13 +1,16 @@
 """Train the language-centred agent (Di Palo et al. 2023) on block stacking: collect & infer with the planner's
-subgoals and the CLIP subgoal detector, or the sparse-reward baseline.
+subgoals and the CLIP subgoal detector, the sparse-reward baseline, or PPO on the VLM-RM reward toward the current
+subgoal's caption (the two papers joined).
 
     python -m experiments.stacking --instruction "stack the red object on the blue object"
     python -m experiments.stacking --instruction "stack all three objects" --learner sparse --out runs/sparse_all
+    python -m experiments.stacking --table runs          # the results table of the finished runs under runs/
 
 The planner (a T5, or the task's canonical decomposition with --planner canonical) turns the instruction into
 subgoal captions once at the start; the run's env task is the instruction's (the env's ground truth decides
-success, never the detector). Physics (MJX), the policy, rendering both basket cameras, CLIP embedding, subgoal
-detection, storing and behaviour cloning run in one jitted iteration. Writes config.json, metrics.jsonl,
+success, never the detector). Physics (MJX), the policy, rendering both basket cameras, CLIP embedding and subgoal
+detection run in one compiled collect, storing and behaviour cloning in a second; no frame leaves the device.
+See docs/agent.md. Writes config.json, metrics.jsonl,
 checkpoints/, success_curve.png, episode.mp4 (one greedy episode, first camera, current subgoal and detections
 written on it) and eval.json into --out. A killed run continues with --resume.
 """
@@ -383,8 +386,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(PPO on the VLM reward toward the current subgoal's caption) (default %(default)s)")
     p.add_argument("--alpha", type=float, default=0.0,
                    help="ppo: goal-baseline regularisation of the VLM reward in [0, 1] (default 0)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="subgoal detector CLIP: shipped name or directory with a "
-                   "detector.json (default %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="subgoal detector CLIP (also the ppo learner's reward model): "
+                   "shipped name or directory with a detector.json (default %(default)s)")
     p.add_argument("--detector", choices=DETECTORS, default="clip",
                    help="subgoal detector: clip (the paper's) or truth (ablation: the env's ground-truth subgoal "
                         "predicates, one-hot subgoal tokens, no rendering) (default %(default)s)")
