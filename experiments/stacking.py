@@ -386,8 +386,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(PPO on the VLM reward toward the current subgoal's caption) (default %(default)s)")
     p.add_argument("--alpha", type=float, default=0.0,
                    help="ppo: goal-baseline regularisation of the VLM reward in [0, 1] (default 0)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="subgoal detector CLIP (also the ppo learner's reward model): "
-                   "shipped name or directory with a detector.json (default %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="subgoal detector CLIP (also the ppo learner's reward model): shipped name or directory "
+                        "with a detector.json (default %(default)s)")
     p.add_argument("--detector", choices=DETECTORS, default="clip",
                    help="subgoal detector: clip (the paper's) or truth (ablation: the env's ground-truth subgoal "
                         "predicates, one-hot subgoal tokens, no rendering) (default %(default)s)")

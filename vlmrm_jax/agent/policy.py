@@ -3,10 +3,10 @@
 One token per input: the current subgoal's language embedding, then one token per slice of the observation (for
 the stacking env: each cube's position, the end effector's position, the held one-hot). The observation is scaled
 by ``obs_scale`` (to about [-1, 1]) and, with ``fourier > 0``, each value ``v`` is extended by the Fourier features
-``sin(2^k pi v), cos(2^k pi v)``, k < ``fourier`` (NeRF's positional encoding; measured slower to learn on the toy
-stack task, docs/agent.md, so off by default). Every token has its own linear projection to ``width`` plus a learned type
-embedding (so the encoder knows which token is which cube), goes through ``depth`` pre-LayerNorm self-attention
-blocks, and the subgoal token's output is read out by the action head.
+``sin(2^k pi v), cos(2^k pi v)``, k < ``fourier`` (NeRF's positional encoding; measured slower to learn on the
+toy stack task, docs/agent.md, so off by default). Every token has its own linear projection to ``width`` plus a
+learned type embedding (so the encoder knows which token is which cube), goes through ``depth`` pre-LayerNorm
+self-attention blocks, and the subgoal token's output is read out by the action head.
 
 Action heads (``PolicyConfig.grid``):
 
