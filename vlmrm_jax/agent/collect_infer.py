@@ -1,6 +1,7 @@
-"""Collect & infer (Di Palo et al. 2023, section 3.4 and Fig. 3) as two jittable functions, ``init`` and ``iteration``.
+"""Collect & infer (Di Palo et al. 2023, section 3.4 and Fig. 3) as jittable ``init`` and ``iteration`` functions.
 
-One :meth:`CollectInfer.iteration` is, inside one jit:
+One iteration (:meth:`CollectInfer.pure_iteration`: one pure, jittable function; :meth:`CollectInfer.iteration`:
+the same as two compiled programs, the collect and the store + behaviour cloning) is:
 
 1. **Collect.** ``num_envs`` actors (vmapped) each play one episode of at most ``episode_length`` actions with the
    current policy. Every actor starts at the first subgoal of the plan (the planner's subgoals, computed once per
