@@ -19,7 +19,6 @@ vlmrm_jax.models.detection.SubgoalDetector.load reads them.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import sys

@@ -462,4 +462,5 @@ def read_detector_config(model: str | Path) -> dict:
 
 __all__ = ["COMBINE_RULES", "DETECTOR_FILE", "PAPER_THRESHOLD", "Calibration", "SubgoalDetector",
            "calibrate_threshold", "calibrate_views", "check_combine", "check_threshold", "combine_views",
-           "detect_subgoals", "detection_report", "precision_recall", "read_detector_config", "subgoal_similarities", "write_detector_config"]
+           "detect_subgoals", "detection_report", "precision_recall", "read_detector_config", "subgoal_similarities",
+           "write_detector_config"]
