@@ -184,7 +184,7 @@ def test_shipped_models_are_small_complete_and_know_their_paper_prompts(name):
     size_mb = sum(f.stat().st_size for f in path.iterdir()) / 2**20
     assert size_mb < 25
     env, captions = read_model_captions(name)
-    assert env in ("humanoid", "cartpole", "mountain_car") and name.startswith(env.replace("_", "-"))
+    assert env in ("humanoid", "cartpole", "mountain_car", "stacking") and name.startswith(env.replace("_", "-"))
     assert prompt_warnings(name, [*captions.goal_prompts.values(), captions.baseline_prompt]) == []
     assert len(prompt_warnings(name, ["a photo of a cat doing a backflip"])) == 1
     clip = CLIP.load(name)

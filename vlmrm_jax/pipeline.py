@@ -432,7 +432,7 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int 
 
 #: The shipped offline model each env falls back to when no hub CLIP is available (see the README).
 DEFAULT_OFFLINE_MODEL = {"humanoid": "humanoid-clip-tiny", "cartpole": "cartpole-clip-tiny",
-                         "mountain_car": "mountain-car-clip-tiny"}
+                         "mountain_car": "mountain-car-clip-tiny", "stacking": "stacking-clip-tiny"}
 
 
 def choose_model(requested: str | None, env: str, *, prefer_hub: bool = True) -> tuple[str, str]:
