@@ -23,6 +23,8 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
+from vlmrm_jax.errors import VlmrmError
+
 _G = mujoco.mjtGeom
 PLANE, SPHERE, CAPSULE, ELLIPSOID, CYLINDER, BOX, MESH = (int(t) for t in (
     _G.mjGEOM_PLANE, _G.mjGEOM_SPHERE, _G.mjGEOM_CAPSULE, _G.mjGEOM_ELLIPSOID, _G.mjGEOM_CYLINDER, _G.mjGEOM_BOX,
@@ -54,13 +56,14 @@ class GeomSet:
         """The geoms that ``mjx.ray`` would test among ``visible`` (bool [ngeom], e.g. the drawn geom groups).
 
         Raises:
-            ValueError: if the model has over 2**12 - 1 geoms (the packed distance would lose too many bits).
+            VlmrmError: if the model has over 2**12 - 1 geoms (the packed distance would lose too many bits).
         """
         types = np.asarray(mj_model.geom_type)
         pick = lambda t: np.flatnonzero(np.asarray(visible, bool) & (types == t))  # noqa: E731
         id_bits = max(1, int(np.ceil(np.log2(mj_model.ngeom + 1))))
         if id_bits > 12:
-            raise ValueError(f"ngeom={mj_model.ngeom} is too many for the packed ray caster (at most 4095)")
+            raise VlmrmError(f"ngeom={mj_model.ngeom} is too many for RenderConfig(backend='tiles') (at most 4095); "
+                             "use backend='mjx_ray'.")
         bounded = tuple((t, pick(t)) for t in BOUNDED if pick(t).size)
         return cls(pick(PLANE), pick(MESH), bounded, id_bits)
 

@@ -132,9 +132,9 @@ class Renderer:
         config: image size, effect switches and ray-casting backend.
 
     Raises:
-        VlmrmError: on an invalid config (size, supersample, background, geomgroup, backend) or a camera whose
+        VlmrmError: on an invalid config (size, supersample, background, geomgroup, backend), a camera whose
             body/camera name is not in the model (the message lists the valid names) or whose distance/fovy is out
-            of range.
+            of range, or a model of over 4095 geoms with the "tiles" backend.
 
     Example::
 
