@@ -45,6 +45,8 @@ ARMS = ("reuse", "scratch")
 DETECTORS = ("clip", "truth")
 DEFAULT_MODEL = "stacking-clip-tiny"
 SKILLS_FILE = "skills.json"
+#: Expert episodes rolled out together per task (the batch the expert's ground-truth run uses too).
+EXPERT_BATCH = 32
 #: Gamma of the ground-truth ablation (its "similarities" are 0/1 subgoal bits).
 TRUTH_THRESHOLD = 0.5
 
@@ -265,15 +267,18 @@ def load_skills(out: Path):
     return library, meta
 
 
-def _fix_line(library, out: Path, plan: list[int]) -> str:
+def _fix_line(library, plan: list[int]) -> str:
+    """How to learn the plan's missing skills: the protocol again with the tasks that teach them added."""
     from vlmrm_jax.envs.stacking.language import SUBGOALS, TASKS
 
-    missing = [s for s in plan if s not in library.params]
-    teach = next((t.key for t in TASKS.values() if t.kind == "stack" and any(
-        s in [SUBGOALS.index(c) for c in t.subgoals] for s in missing)), None)
-    teach = teach or next((t.key for t in TASKS.values() if any(SUBGOALS.index(c) in missing for c in t.subgoals)),
-                          "a task with those subgoals")
-    return f"learn them first, e.g. python -m experiments.stacking_reuse --out {out} --tasks ... {teach}"
+    learned = list(dict.fromkeys(library.source.values()))
+    teach = []
+    for s in (s for s in plan if s not in library.params):
+        task = next(t.key for t in sorted(TASKS.values(), key=lambda t: t.kind != "stack")
+                    if t.kind != "tower" and SUBGOALS[s] in t.subgoals)
+        if task not in teach:
+            teach.append(task)
+    return f"learn them first: python -m experiments.stacking_reuse --out NEW_DIR --tasks {' '.join(learned + teach)}"
 
 
 def make_scheduler(library, meta, task_key: str, plan: list[int], instruction: str, out: Path):
@@ -288,7 +293,7 @@ def make_scheduler(library, meta, task_key: str, plan: list[int], instruction: s
     a = meta["agent"]
     config = agent_config(Namespace(episode_length=meta["episode_length"], **a))
     scheduler = SkillScheduler(env, config, subgoal_embeddings=det.text_embeddings, plan=plan, plan_length=len(plan),
-                               skills=library, instruction=instruction, fix=_fix_line(library, out, plan),
+                               skills=library, instruction=instruction, fix=_fix_line(library, plan),
                                detect_fn=det.detect_fn, success_fn=env.task_success, embed_fn=det.embed_fn)
     return env, scheduler
 
@@ -319,7 +324,7 @@ def run_schedule(args, out: Path, log=print) -> dict:
     library, meta = load_skills(out)
     task = task_of_instruction(args.schedule)
     plan = plan_ids(args.planner, args.schedule)
-    library.check_plan(plan, args.schedule, _fix_line(library, out, plan))
+    library.check_plan(plan, args.schedule, _fix_line(library, plan))
     log(f"plan ({args.planner}): {' -> '.join(SUBGOALS[i] for i in plan)}")
     result = schedule_episodes(library, meta, task.key, plan, args.schedule, out, args.episodes, args.seed)
     save_json_atomic(out / f"schedule_{task.key}.json", result)
@@ -342,6 +347,41 @@ def video_sequence(frames, detector, min_frames: int, batch: int = 32) -> tuple[
     return extract_subgoal_sequence(scores, detector.threshold, min_frames), scores
 
 
+def run_expert_success(args, out: Path, log=print) -> dict:
+    """The scripted expert alone (``--expert-videos N --detector truth``): N episodes per task from random starts,
+    batched, no rendering; success and the ground-truth subgoal sequence per task. Writes <out>/expert.json."""
+    import jax
+    import numpy as np
+
+    from vlmrm_jax.agent.observation import subgoal_sequence
+    from vlmrm_jax.envs import make_env
+    from vlmrm_jax.envs.stacking import predicates
+    from vlmrm_jax.envs.stacking.expert import expert_rollout, padded_plan
+    from vlmrm_jax.envs.stacking.language import SUBGOALS, TASKS
+    from vlmrm_jax.rl.checkpoint import save_json_atomic
+
+    env = make_env("stacking", episode_length=args.episode_length)
+    rollouts = jax.jit(jax.vmap(lambda r, p, n: expert_rollout(env, r, p, n), in_axes=(0, None, None)))
+    truth_fn = jax.jit(jax.vmap(jax.vmap(env.subgoal_truth)))
+    tasks = {}
+    for i, (key, task) in enumerate((k, t) for k, t in TASKS.items() if k != "stack_all"):
+        plan, n = padded_plan(env, task.subgoals)
+        ep = rollouts(jax.random.split(jax.random.PRNGKey(args.seed * 1000 + i), args.expert_videos), plan, n)
+        holds = jax.jit(jax.vmap(jax.vmap(lambda d: predicates.task_success(d, task))))(ep.states.pipeline_state)
+        alive = np.asarray(ep.alive)
+        success = (np.asarray(holds) & alive).any(axis=1)
+        truth = np.asarray(truth_fn(ep.states)) & alive[..., None]
+        canonical = [SUBGOALS.index(c) for c in task.subgoals]
+        right = [subgoal_sequence(truth[e], 1) == canonical for e in range(len(success))]
+        tasks[key] = {"success_rate": float(success.mean()), "truth_sequence_right_rate": float(np.mean(right)),
+                      "actions_mean": float(alive.sum(axis=1).mean()), "subgoals": len(canonical)}
+        log(f"expert {key}: success {tasks[key]['success_rate']:.2f} over {args.expert_videos} episodes")
+    result = {"episodes_per_task": args.expert_videos, "episode_length": args.episode_length,
+              "success_rate": float(np.mean([t["success_rate"] for t in tasks.values()])), "tasks": tasks}
+    save_json_atomic(out / "expert.json", result)
+    return result
+
+
 def run_expert_videos(args, out: Path, log=print) -> dict:
     """Ability 3 over many random expert videos (see the module docstring)."""
     import jax
@@ -352,7 +392,7 @@ def run_expert_videos(args, out: Path, log=print) -> dict:
     from vlmrm_jax.envs import make_env
     from vlmrm_jax.envs.stacking import predicates
     from vlmrm_jax.envs.stacking.camera import CAMERAS
-    from vlmrm_jax.envs.stacking.expert import expert_frames
+    from vlmrm_jax.envs.stacking.expert import episode_frames, expert_rollout, padded_plan
     from vlmrm_jax.envs.stacking.language import SUBGOALS, TASKS
     from vlmrm_jax.eval.video import write_video
     from vlmrm_jax.models.detection import SubgoalDetector
@@ -367,11 +407,22 @@ def run_expert_videos(args, out: Path, log=print) -> dict:
     success_fns = {}
     videos_dir = out / "expert_videos"
     videos_dir.mkdir(parents=True, exist_ok=True)
+    # the expert's episodes, a batch of EXPERT_BATCH random starts per task (one compiled rollout for all tasks)
+    rollouts = jax.jit(jax.vmap(lambda r, p, n: expert_rollout(env, r, p, n), in_axes=(0, None, None)))
+    resets = jax.jit(jax.vmap(env.reset))
+    chosen = [keys[k] for k in rng.integers(len(keys), size=args.expert_videos)]
+    batches = {}
     rows = []
     for i in tqdm(range(args.expert_videos), desc="expert videos", disable=args.no_progress):
-        task = TASKS[keys[rng.integers(len(keys))]]
-        frames, truth, episode = expert_frames(env, jax.random.PRNGKey(args.seed * 100_003 + i), plan=task.subgoals,
-                                               size=size, camera=CAMERAS[0], shadows=not args.no_shadows)
+        task = TASKS[chosen[i]]
+        j = chosen[:i].count(task.key) % EXPERT_BATCH
+        if j == 0:
+            plan, n = padded_plan(env, task.subgoals)
+            keys_i = jax.random.split(jax.random.PRNGKey(args.seed * 100_003 + i), EXPERT_BATCH)
+            batches[task.key] = (resets(keys_i), rollouts(keys_i, plan, n))
+        start, episode = jax.tree.map(lambda x: x[j], batches[task.key])
+        frames, truth = episode_frames(env, start, episode, size=size, camera=CAMERAS[0],
+                                       shadows=not args.no_shadows)
         if task.key not in success_fns:
             success_fns[task.key] = jax.jit(jax.vmap(lambda d, t=task: predicates.task_success(d, t)))
         success = bool(np.any(np.asarray(success_fns[task.key](episode.states.pipeline_state))
@@ -444,7 +495,7 @@ def run_from_video(args, out: Path, log=print) -> dict:
             raise VlmrmError(f"the video's subgoal sequence {result['sequence']} is no task's decomposition; pass "
                              f"--task KEY to say which task's ground truth judges the agent")
         library, meta = load_skills(out)
-        library.check_plan(sequence, f"the video {args.from_video}", _fix_line(library, out, sequence))
+        library.check_plan(sequence, f"the video {args.from_video}", _fix_line(library, sequence))
         result["execution"] = schedule_episodes(library, meta, task, sequence, f"video {args.from_video}", out,
                                                 args.episodes, args.seed)
         log(f"skills on {task}: success rate {result['execution']['success_rate']:.2f} (ground truth)")
@@ -486,7 +537,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--schedule", metavar="INSTRUCTION", help="play an instruction with the learned skills")
     mode.add_argument("--expert-videos", type=int, metavar="N", help="N random scripted-expert videos: extraction "
-                      "accuracy (and with --execute, task success by the skills)")
+                      "accuracy (and with --execute, task success by the skills); with --detector truth, N expert "
+                      "episodes per task, no video: the expert's own ground-truth success")
     mode.add_argument("--from-video", metavar="PATH", help="extract the subgoal sequence of one expert video")
     p.add_argument("--out", default="runs/stacking_reuse", help="run directory (the reuse run's; default %(default)s)")
     p.add_argument("--tasks", nargs="+", default=list(PROTOCOL), help="tasks in order (default: the paper's)")
@@ -533,7 +585,8 @@ def main(argv=None) -> int:
         elif args.expert_videos is not None:
             if args.expert_videos <= 0:
                 raise VlmrmError(f"--expert-videos={args.expert_videos} must be a positive number of videos")
-            run_expert_videos(args, out)
+            out.mkdir(parents=True, exist_ok=True)
+            (run_expert_success if args.detector == "truth" else run_expert_videos)(args, out)
         elif args.from_video:
             run_from_video(args, out)
         else:

@@ -21,7 +21,7 @@ from vlmrm_jax.errors import VlmrmError
 
 CONFIG = CollectInferConfig(num_envs=4, episode_length=5, bc_steps=2, bc_batch_size=4, buffer_capacity=64,
                             policy=PolicyConfig(width=16, depth=1, heads=2, grid=4))
-PLAN = [subgoal_id(c) for c in get_task("stack_red_on_blue").subgoals]  # [0, 3]
+PLAN = [subgoal_id(c) for c in get_task("stack_red_on_blue").subgoals]  # [0, 4]
 
 
 def toy_agent(plan=PLAN, detect_fn=None, cls=CollectInfer, task="stack_red_on_blue", **kw):

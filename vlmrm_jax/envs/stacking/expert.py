@@ -131,15 +131,36 @@ def expert_episode(env: Stacking, start: State, plan: jax.Array, plan_length: ja
 
 def expert_frames(env: Stacking, rng: jax.Array, *, plan=None, size: int = 128, camera: str | None = None,
                   pause_frames: int = 2, pause_substeps: int = 10, shadows: bool = True):
-    """An expert video from one camera (eager driver over compiled pieces, cached per env and size).
+    """An expert video from one camera: :func:`episode_frames` of one :func:`expert_rollout`.
+
+    Args:
+        env: the stacking env.
+        rng: PRNG key of the episode's start.
+        plan: subgoal captions or ids (default: the env task's canonical subgoals).
+        size, camera, pause_frames, pause_substeps, shadows: see :func:`episode_frames`.
+
+    Returns:
+        (frames float32 [F, size, size, 3] in [0, 1], truth bool [F, 9], the :class:`ExpertEpisode`).
+    """
+    ids, length = padded_plan(env, plan)
+    start, episode = _rollout_jit(env)(rng, ids, length)
+    frames, truth = episode_frames(env, start, episode, size=size, camera=camera, pause_frames=pause_frames,
+                                   pause_substeps=pause_substeps, shadows=shadows)
+    return frames, truth, episode
+
+
+def episode_frames(env: Stacking, start: State, episode: ExpertEpisode, *, size: int = 128,
+                   camera: str | None = None, pause_frames: int = 2, pause_substeps: int = 10,
+                   shadows: bool = True):
+    """The video of ONE expert episode from one camera (eager driver over compiled pieces, cached per env and size).
 
     Frames: the start, then after every live action 1 + ``pause_frames`` frames: the state right after the action,
     then after each further ``pause_substeps`` physics steps of the expert waiting (gripper still).
 
     Args:
         env: the stacking env.
-        rng: PRNG key of the episode's start.
-        plan: subgoal captions or ids (default: the env task's canonical subgoals).
+        start: the episode's first state.
+        episode: leaves [T, ...] (one episode of :func:`expert_rollout`).
         size: frame side in pixels.
         camera: one of ``camera.CAMERAS`` (default the first).
         pause_frames, pause_substeps: the waiting frames after each action.
@@ -147,10 +168,8 @@ def expert_frames(env: Stacking, rng: jax.Array, *, plan=None, size: int = 128, 
 
     Returns:
         (frames float32 [F, size, size, 3] in [0, 1], truth bool [F, 9]: the ground-truth subgoals of each frame's
-        state, episode: the :class:`ExpertEpisode` (its states are the action states)).
+        state).
     """
-    ids, length = padded_plan(env, plan)
-    start, episode = _rollout_jit(env)(rng, ids, length)
     render, settle, truth_fn = _render_jit(env, size, camera, shadows, pause_substeps)
     states = [start]
     for t in range(int(np.asarray(episode.alive).sum())):
@@ -160,7 +179,7 @@ def expert_frames(env: Stacking, rng: jax.Array, *, plan=None, size: int = 128, 
             state = settle(state)
             states.append(state)
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *states)
-    return np.asarray(render(stacked)), np.asarray(truth_fn(stacked)), episode
+    return np.asarray(render(stacked)), np.asarray(truth_fn(stacked))
 
 
 _CACHE: dict = {}
@@ -182,4 +201,5 @@ def _render_jit(env: Stacking, size: int, camera: str | None, shadows: bool, pau
     return _CACHE[key]
 
 
-__all__ = ["ExpertEpisode", "expert_action", "expert_frames", "expert_episode", "expert_rollout", "padded_plan", "plan_ids"]
+__all__ = ["ExpertEpisode", "episode_frames", "expert_action", "expert_episode", "expert_frames", "expert_rollout", "padded_plan",
+           "plan_ids"]
