@@ -2,7 +2,7 @@
 
     planner = SubgoalPlanner.load("stacking-t5-tiny")                 # or "google/flan-t5-base", subgoals=SUBGOALS
     result = planner.plan(["Stack the red object on the blue object"])
-    result.subgoals   # int32 [1, M]: [[0, 5, -1, -1]] (ids into planner.subgoals), result.count [1], result.valid [1]
+    result.subgoals   # int32 [1, M]: [[0, 4, -1, -1]] (ids into planner.subgoals), result.count [1], result.valid [1]
 
 Inside a jitted program (an agent's episode loop, once per episode and never per step), use the pure
 :meth:`SubgoalPlanner.plan_tokens` on instructions tokenised beforehand with :meth:`SubgoalPlanner.tokenize`;
