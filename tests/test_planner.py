@@ -4,7 +4,6 @@ phrasings, and every bad input."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
 
