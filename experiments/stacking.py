@@ -355,24 +355,28 @@ def steps_to(records: list[dict], rate: float, key: str = "success_rate") -> int
 def results_table(root: str | Path, window: int = 5) -> str:
     """A Markdown table of every finished run under ``root`` (a directory of run directories, each with
     ``config.json``, ``metrics.jsonl`` and ``eval.json``): learner, detector, BC steps, env steps, the collecting
-    actors' success rate over the first and the last ``window`` iterations, the best smoothed success rate, env
-    steps to 50% and the final greedy success rate, all by ground truth."""
+    actors' success rate (ground truth) and fraction of the plan's subgoals detected over the first and the last
+    ``window`` iterations, the best smoothed success rate, env steps to 50% and the final greedy success rate."""
     from vlmrm_jax.rl import read_metrics
 
     rows = [f"| run | instruction | learner | detector | BC steps/it | env steps | success, first {window} it. | "
-            f"success, last {window} it. | best smoothed success | env steps to 50% | greedy success (final) |",
-            "|" + "---|" * 11]
+            f"success, last {window} it. | subgoals detected, first -> last {window} it. | best smoothed success | "
+            f"env steps to 50% | greedy success (final) |", "|" + "---|" * 12]
     for run in sorted(Path(root).iterdir()):
         if not (run / "eval.json").exists():
             continue
         config, result, records = RunConfig.load(run), json.loads((run / "eval.json").read_text()), read_metrics(run)
         detector = "-" if config.learner == "sparse" else config.detector
-        reached = result["steps_to_50pct"] if result["steps_to_50pct"] is not None else "not reached"
+        to_half = result["steps_to_50pct"] if result["steps_to_50pct"] is not None else "not reached"
         rates = [r["success_rate"] for r in records]
-        first, last = sum(rates[:window]) / len(rates[:window]), sum(rates[-window:]) / len(rates[-window:])
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        first, last = mean(rates[:window]), mean(rates[-window:])
+        reached = [r["subgoals_reached"] for r in records]
+        subgoals = ("-" if config.learner == "sparse"
+                    else f"{mean(reached[:window]):.2f} -> {mean(reached[-window:]):.2f}")
         rows.append(f"| {run.name} | {config.instruction} | {config.learner} | {detector} | "
-                    f"{config.agent_config().bc_steps} | {result['env_steps']} | {first:.2f} | {last:.2f} | "
-                    f"{result['best_smoothed_success_rate']:.2f} | {reached} | {result['success_rate']:.2f} |")
+                    f"{config.agent_config().bc_steps} | {result['env_steps']} | {first:.2f} | {last:.2f} | {subgoals} | "
+                    f"{result['best_smoothed_success_rate']:.2f} | {to_half} | {result['success_rate']:.2f} |")
     return "\n".join(rows)
 
 
