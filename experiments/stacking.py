@@ -178,12 +178,18 @@ class RunConfig:
                                   use_subgoals=self.learner == "collect_infer", policy=PolicyConfig(**policy))
 
     def save(self, out: Path) -> None:
+        """Writes ``out/config.json`` atomically."""
         from vlmrm_jax.rl.checkpoint import save_json_atomic
 
         save_json_atomic(Path(out) / CONFIG_FILE, dataclasses.asdict(self))
 
     @classmethod
     def load(cls, out: str | Path) -> "RunConfig":
+        """Reads ``out/config.json``.
+
+        Raises:
+            VlmrmError: if it is missing or not a stacking run's config.
+        """
         path = Path(out) / CONFIG_FILE
         try:
             return cls(**json.loads(path.read_text()))
@@ -381,6 +387,7 @@ def results_table(root: str | Path, window: int = 5) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """Parses the CLI's flags (``--help`` lists them with their defaults)."""
     p = argparse.ArgumentParser(prog="python -m experiments.stacking", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--instruction", default="Stack the red object on the blue object",
