@@ -381,7 +381,7 @@ def results_table(root: str | Path, window: int = 5) -> str:
         subgoals = ("-" if config.learner == "sparse"
                     else f"{mean(reached[:window]):.2f} -> {mean(reached[-window:]):.2f}")
         rows.append(f"| {run.name} | {config.instruction} | {config.learner} | {detector} | "
-                    f"{config.agent_config().bc_steps} | {result['env_steps']} | {first:.2f} | {last:.2f} | {subgoals} | "
+                    f"{'-' if config.learner == 'ppo' else config.agent_config().bc_steps} | {result['env_steps']} | {first:.2f} | {last:.2f} | {subgoals} | "
                     f"{result['best_smoothed_success_rate']:.2f} | {to_half} | {result['success_rate']:.2f} |")
     return "\n".join(rows)
 
