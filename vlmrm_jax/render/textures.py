@@ -47,11 +47,13 @@ class TextureAtlas:
     """All faces of all textures of a model, mip-mapped, in one flat array.
 
     A *slot* is one face of one texture (2D textures have one slot, cube/skybox textures six consecutive ones).
+    Every level is stored with a one-texel border (wrapped around for 2D textures, which repeat; the edge repeated
+    for cube faces, which clamp), so a bilinear lookup reads its four texels without wrap-around arithmetic.
 
     Attributes:
-        texels: float32 [N, 3], every level of every slot, row-major.
-        level_adr, level_width, level_height: int32 [num_slots, num_levels]: where each level starts in ``texels``
-            and its size; levels past a slot's last one repeat the last (1x1) level.
+        texels: float32 [N, 3], every bordered level of every slot, row-major.
+        level_adr, level_width, level_height: int32 [num_slots, num_levels]: where each bordered level starts in
+            ``texels`` and its size without the border; levels past a slot's last one repeat the last (1x1) level.
         first_slot: int32 [ntex], the slot of each texture's first face.
     """
 
@@ -64,10 +66,12 @@ class TextureAtlas:
     @classmethod
     def from_model(cls, mj_model: mujoco.MjModel) -> "TextureAtlas":
         """Builds the atlas from ``mj_model.tex_*`` (NumPy, at renderer construction)."""
-        pyramids, first_slot = [], []
+        pyramids, first_slot, wrap = [], [], []
         for tex_id in range(mj_model.ntex):
             first_slot.append(len(pyramids))
-            pyramids.extend(_mip_pyramid(face) for face in _faces(mj_model, tex_id))
+            faces = _faces(mj_model, tex_id)
+            pyramids.extend(_mip_pyramid(face) for face in faces)
+            wrap.extend([int(mj_model.tex_type[tex_id]) not in _CUBE_TYPES] * len(faces))
         num_levels = max((len(p) for p in pyramids), default=1)
         shape = (max(len(pyramids), 1), num_levels)
         level_adr, level_width, level_height = (np.zeros(shape, np.int32) for _ in range(3))
@@ -76,9 +80,10 @@ class TextureAtlas:
             for level in range(num_levels):
                 image = pyramid[min(level, len(pyramid) - 1)]
                 if level < len(pyramid):
-                    texels.append(image.reshape(-1, 3))
+                    bordered = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="wrap" if wrap[slot] else "edge")
+                    texels.append(bordered.reshape(-1, 3))
                     level_adr[slot, level] = adr
-                    adr += image.shape[0] * image.shape[1]
+                    adr += bordered.shape[0] * bordered.shape[1]
                 else:
                     level_adr[slot, level] = level_adr[slot, level - 1]
                 level_height[slot, level], level_width[slot, level] = image.shape[:2]
@@ -88,26 +93,19 @@ class TextureAtlas:
     def num_levels(self) -> int:
         return self.level_adr.shape[1]
 
-    def _bilinear(self, slot: jax.Array, level: jax.Array, u: jax.Array, v: jax.Array,
-                  repeat: jax.Array) -> jax.Array:
-        adr = jnp.asarray(self.level_adr)[slot, level]
-        w = jnp.asarray(self.level_width)[slot, level]
-        h = jnp.asarray(self.level_height)[slot, level]
+    def _bilinear(self, slot: jax.Array, level: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
+        """Bilinear lookup in one level; u, v already wrapped into [0, 1) or clamped to [0, 1]."""
+        flat = slot * self.num_levels + level
+        info = jnp.asarray(np.stack([self.level_adr, self.level_width, self.level_height], -1).reshape(-1, 3))[flat]
+        adr, w, h = info[..., 0], info[..., 1], info[..., 2]
         x, y = u * w - 0.5, v * h - 0.5
         x0, y0 = jnp.floor(x), jnp.floor(y)
         fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-        x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
-
-        def index(i, n):
-            return jnp.where(repeat, jnp.mod(i, n), jnp.clip(i, 0, n - 1))
-
+        pitch = w + 2  # the bordered row
+        corner = adr + (y0.astype(jnp.int32) + 1) * pitch + x0.astype(jnp.int32) + 1
         texels = jnp.asarray(self.texels)
-
-        def tap(dx, dy):
-            return texels[adr + index(y0 + dy, h) * w + index(x0 + dx, w)]
-
-        top = tap(0, 0) * (1 - fx) + tap(1, 0) * fx
-        bottom = tap(0, 1) * (1 - fx) + tap(1, 1) * fx
+        top = texels[corner] * (1 - fx) + texels[corner + 1] * fx
+        bottom = texels[corner + pitch] * (1 - fx) + texels[corner + pitch + 1] * fx
         return top * (1 - fy) + bottom * fy
 
     def sample(self, slot: jax.Array, u: jax.Array, v: jax.Array, lod: jax.Array, repeat: jax.Array) -> jax.Array:
@@ -122,12 +120,13 @@ class TextureAtlas:
         Returns:
             float32 [N, 3] colours in [0, 1].
         """
+        u = jnp.where(repeat, u - jnp.floor(u), jnp.clip(u, 0.0, 1.0))
+        v = jnp.where(repeat, v - jnp.floor(v), jnp.clip(v, 0.0, 1.0))
         lod = jnp.clip(lod, 0.0, self.num_levels - 1)
         level0 = jnp.floor(lod).astype(jnp.int32)
         level1 = jnp.minimum(level0 + 1, self.num_levels - 1)
         frac = (lod - level0)[..., None]
-        return (self._bilinear(slot, level0, u, v, repeat) * (1 - frac)
-                + self._bilinear(slot, level1, u, v, repeat) * frac)
+        return self._bilinear(slot, level0, u, v) * (1 - frac) + self._bilinear(slot, level1, u, v) * frac
 
 
 def cube_face_uv(vec: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
