@@ -13,7 +13,10 @@ The networks, loss, GAE, acting and observation normaliser are brax's own (``bra
   the training rollouts themselves;
 - data parallel over devices by sharding, not ``pmap``: with several devices the env batch (and so physics,
   rendering and CLIP) is split along ``num_envs`` over a 1-D mesh, parameters are replicated, and XLA's SPMD
-  partitioner inserts the gradient all-reduce. The same jitted program runs on one CPU, one GPU or a TPU pod slice.
+  partitioner inserts the gradient all-reduce. The same jitted program runs on one CPU, one GPU or a TPU pod slice;
+  on several hosts (one process each, :mod:`vlmrm_jax.rl.distributed`) the mesh spans all processes' devices, and
+  everything but the env state (parameters, optimiser state, step count, rng, metrics) is replicated on every device,
+  so each process reads it locally.
 
 Shapes use ``B = num_envs``, ``T = unroll_length``.
 """
@@ -176,9 +179,10 @@ class PPO:
                                              value=self.networks.value_network.init(key_value))
         env_state = self._shard_batch(self.env.reset(jax.random.split(key_env, self.config.num_envs)))
         obs_spec = specs.Array((self.env.observation_size,), jnp.dtype("float32"))
-        return TrainState(params=params, optimizer_state=self.optimizer.init(params),
-                          normalizer_params=running_statistics.init_state(obs_spec), env_state=env_state,
-                          env_steps=jnp.zeros((), jnp.int32), rng=rng)
+        return self._replicate_all_but_env(TrainState(
+            params=params, optimizer_state=self.optimizer.init(params),
+            normalizer_params=running_statistics.init_state(obs_spec), env_state=env_state,
+            env_steps=jnp.zeros((), jnp.int32), rng=rng))
 
     def _shard_batch(self, tree: Any) -> Any:
         """Constrains every leaf with a leading ``num_envs`` axis to be split over the mesh (no-op on one device)."""
@@ -187,6 +191,23 @@ class PPO:
         split = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("batch"))
         return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, split)
                             if x.ndim and x.shape[0] == self.config.num_envs else x, tree)
+
+    def _replicate_all_but_env(self, state: TrainState) -> TrainState:
+        """Constrains every leaf of ``state`` but the env state to be replicated on all devices (no-op on one
+        device): with several processes (:mod:`vlmrm_jax.rl.distributed`) each one then holds the whole parameters,
+        step count and rng, and reads them (``int``, ``float``, checkpoints) without a cross-host gather."""
+        if self.mesh is None:
+            return state
+        env_state = state.env_state
+        state = self._replicate(state.replace(env_state=None))
+        return state.replace(env_state=env_state)
+
+    def _replicate(self, tree: Any) -> Any:
+        """Constrains every leaf of ``tree`` to be replicated over the mesh (no-op on one device)."""
+        if self.mesh is None:
+            return tree
+        everywhere = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, everywhere), tree)
 
     def policy_params(self, state: TrainState) -> Tuple[Any, Any, Any]:
         """(normalizer, policy, value) parameters, the tuple ``make_policy`` takes."""
@@ -240,7 +261,7 @@ class PPO:
         new_state = TrainState(params=params, optimizer_state=optimizer_state, normalizer_params=normalizer_params,
                                env_state=env_state, env_steps=state.env_steps + config.env_steps_per_iteration,
                                rng=rng)
-        return new_state, metrics
+        return self._replicate_all_but_env(new_state), self._replicate(metrics)
 
 
 def make_policy_fn(ppo: PPO, state: TrainState, deterministic: bool = True) -> Callable:
