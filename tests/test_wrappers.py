@@ -47,6 +47,13 @@ def test_successive_episodes_start_from_different_states(fresh_run):
     np.testing.assert_array_equal(np.asarray(states[EPISODE + 1].info["steps"]), 1.0)
 
 
+def test_the_envs_own_info_restarts_with_each_episode(fresh_run):
+    """PointEnv's ``info["t"]`` (its own step counter, 0 at reset) restarts at every fresh reset."""
+    _, states = fresh_run
+    t = np.stack([np.asarray(s.info["t"]) for s in states])  # [step, env]
+    np.testing.assert_array_equal(t[:, 0], [0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+
+
 def test_brax_autoreset_repeats_the_first_state_and_ours_matches_it_until_the_reset(fresh_run):
     """The behaviour being replaced (brax's cached first state), and the same rewards, dones and truncation as brax's
     wrapper up to and including the step that ends the first episode."""

@@ -73,8 +73,9 @@ class FreshResetWrapper(Wrapper):
     brax's ``AutoResetWrapper`` caches the state of the first ``reset`` and restores it whenever an env is done, so
     training sees only ``num_envs`` distinct starts (e.g. MountainCar: 16-32 fixed start positions). This wrapper
     instead calls ``reset_fn`` with a new key per env (``state.info["reset_rng"]``, uint32 [num_envs, 2], split at
-    every step) and, where ``done``, replaces ``pipeline_state`` and ``obs`` with the fresh ones. Like brax's wrapper
-    it leaves ``reward``, ``done``, ``metrics`` and ``info`` of the finished step in place (the learner sees the last
+    every step) and, where ``done``, replaces ``pipeline_state``, ``obs`` and the env's own ``info`` entries (those its
+    ``reset`` creates, e.g. what is held) with the fresh ones. Like brax's wrapper it leaves ``reward``, ``done``,
+    ``metrics`` and the wrappers' ``info`` of the finished step in place (the learner sees the last
     transition of the episode and its ``truncation``) and zeroes ``info["steps"]`` at the next step. The fresh states
     are computed only on steps where some env is done (``lax.cond``), so episodes that end together (fixed episode
     length, no termination) cost one batched reset per episode. The state's pytree structure, shapes and dtypes
@@ -110,20 +111,27 @@ class FreshResetWrapper(Wrapper):
         reset_rng, reset_key = keys[:, 0], keys[:, 1]
         done = state.done
 
+        # The env's own per-episode info (e.g. stacking's "held") restarts with the episode; "steps" is zeroed at
+        # the next step (above), as brax's wrappers do.
+        env_keys = [k for k in jax.eval_shape(self.reset_fn, reset_key).info if k in state.info and k != "steps"]
+
         def fresh(_):
             new = self.reset_fn(reset_key)
-            return new.pipeline_state, new.obs
+            return new.pipeline_state, new.obs, {k: new.info[k] for k in env_keys}
 
-        pipeline_state, obs = jax.lax.cond(jnp.any(done > 0), fresh, lambda _: (state.pipeline_state, state.obs),
-                                           None)
+        def kept(_):
+            return state.pipeline_state, state.obs, {k: state.info[k] for k in env_keys}
+
+        pipeline_state, obs, env_info = jax.lax.cond(jnp.any(done > 0), fresh, kept, None)
 
         def where_done(new, old):
             mask = jnp.reshape(done > 0, done.shape + (1,) * (old.ndim - done.ndim))
             return jnp.where(mask, new, old)
 
+        info = {**state.info, **jax.tree.map(where_done, env_info, {k: state.info[k] for k in env_keys}),
+                RESET_RNG: reset_rng}
         return state.replace(pipeline_state=jax.tree.map(where_done, pipeline_state, state.pipeline_state),
-                             obs=jax.tree.map(where_done, obs, state.obs),
-                             info={**state.info, RESET_RNG: reset_rng})
+                             obs=jax.tree.map(where_done, obs, state.obs), info=info)
 
 
 def wrap_for_vlm_training(env: Env, *, episode_length: int, render_fn: RenderFn, embed_fn: EmbedFn,
