@@ -14,7 +14,7 @@ import pytest
 from vlmrm_jax.errors import VlmrmError
 from vlmrm_jax.rl import distributed
 
-#: Seconds one process may take (compile + 3 iterations took ~60 s with 3 processes on the 2-core CPU at load ~20);
+#: Seconds one process may take (the test took 70-84 s, 3 processes at once on the 2-core CPU at load 10-19);
 #: a hung collective or coordinator fails the test instead of blocking CI.
 TIMEOUT_S = 240
 

@@ -198,9 +198,7 @@ class PPO:
         step count and rng, and reads them (``int``, ``float``, checkpoints) without a cross-host gather."""
         if self.mesh is None:
             return state
-        env_state = state.env_state
-        state = self._replicate(state.replace(env_state=None))
-        return state.replace(env_state=env_state)
+        return self._replicate(state.replace(env_state=None)).replace(env_state=state.env_state)
 
     def _replicate(self, tree: Any) -> Any:
         """Constrains every leaf of ``tree`` to be replicated over the mesh (no-op on one device)."""
