@@ -141,7 +141,7 @@ def train_env(env, clip, reward, episode_length: int, render_fn=None):
         render_fn = lambda state: jnp.zeros((1, 1, 3), jnp.float32)  # noqa: E731
         embed_fn = lambda frames: jnp.zeros((frames.shape[0], dim), jnp.float32)  # noqa: E731
     else:
-        embed_fn = lambda images: clip.embed_images(clip.params, images)  # noqa: E731 - weights closed over (the pipeline passes them as arguments)
+        embed_fn = lambda images: clip.embed_images(clip.params, images)  # noqa: E731 - closed over (pipeline: arguments)
     return wrap_for_vlm_training(env, episode_length=episode_length, render_fn=render_fn, embed_fn=embed_fn,
                                  reward=reward)
 
@@ -195,7 +195,7 @@ class PipelineStages:
         self.image_size, self.steps, self.episode_length = image_size, steps, episode_length
         self.key = jax.random.PRNGKey(seed + 1)
         self.render_fn = env.make_render_fn(image_size, image_size)
-        self.embed_fn = lambda images: clip.embed_images(clip.params, images)  # weights closed over (the pipeline passes them as arguments)
+        self.embed_fn = lambda images: clip.embed_images(clip.params, images)  # closed over (pipeline: arguments)
 
     def physics(self) -> Timed:
         """K steps of the batch through the training wrappers, no rendering or CLIP; the carry's last element stacks
