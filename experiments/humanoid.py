@@ -3,16 +3,21 @@
     python -m experiments.humanoid --prompt "a humanoid robot kneeling"
 
 Physics (MJX), ray-cast rendering, CLIP preprocessing and embedding, the goal-baseline reward and the PPO update run
-inside one jitted program on JAX's default device. Writes config.json, metrics.jsonl, checkpoints/, reward_curve.png,
-policy/, rollout.mp4 and eval.json into --out. A killed run continues with --resume.
+inside one jitted program on JAX's default device. ``--look paper --camera paper`` selects the authors' scene and
+camera (docs/humanoid_setup.md). Writes config.json, metrics.jsonl, checkpoints/, reward_curve.png, policy/,
+rollout.mp4 and eval.json into --out. A killed run continues with --resume.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from experiments import training_cli
 from vlmrm_jax.envs.humanoid import BASELINE_PROMPT, EPISODE_LENGTH
+from vlmrm_jax.envs.humanoid.camera import CAMERAS
+from vlmrm_jax.envs.humanoid.look import LOOKS
+from vlmrm_jax.errors import VlmrmError
 
 #: Sizes per device kind. "cpu" finishes in about 15 minutes on a 2-core machine with the shipped small CLIP at 64 px
 #: (which the cpu preset picks unless --model is given; a run warns when its measured ETA is far beyond that);
@@ -24,8 +29,38 @@ PRESETS = {
                                                          num_minibatches=8, num_updates_per_batch=4)),
 }
 
+#: Why the defaults are brax's look and the tracking camera, for --help.
+_IN_DOMAIN = ("the shipped humanoid-clip-tiny was trained on brax + tracking frames; 'paper' needs a CLIP trained "
+              "on such frames (or a hub CLIP)")
+
+
+def add_env_arguments(group: argparse._ArgumentGroup) -> None:
+    """Adds ``--look brax|paper`` and ``--camera tracking|paper`` (docs/humanoid_setup.md)."""
+    group.add_argument("--look", default="brax",
+                       help="scene look: 'brax' (brax's MJCF) or 'paper' (VLM-RM's sky box, tiled floor, textured "
+                            f"body); {_IN_DOMAIN} (default: %(default)s)")
+    group.add_argument("--camera", default="tracking",
+                       help="camera: 'tracking' (follows the torso) or 'paper' (the authors' camera as their code "
+                            "rendered it: fixed, looking at (0, 0, 1) m); 'paper' needs a CLIP trained on its frames, "
+                            "as --look (default: %(default)s)")
+
+
+def env_options(args: argparse.Namespace) -> dict:
+    """``{"look": args.look, "camera": args.camera}``: the humanoid's keyword options (``Humanoid(look=, camera=)``).
+
+    Raises:
+        VlmrmError: on an unknown look or camera (checked here, before the run directory or the model is touched).
+    """
+    if args.look not in LOOKS:
+        raise VlmrmError(f"--look {args.look!r} is not a humanoid look; choose one of {', '.join(LOOKS)}")
+    if args.camera not in CAMERAS:
+        raise VlmrmError(f"--camera {args.camera!r} is not a humanoid camera; choose one of {', '.join(CAMERAS)}")
+    return {"look": args.look, "camera": args.camera}
+
+
 TASK = training_cli.Task(env="humanoid", prompt="a humanoid robot kneeling", baseline_prompt=BASELINE_PROMPT,
-                         episode_length=EPISODE_LENGTH, presets=PRESETS, description=__doc__)
+                         episode_length=EPISODE_LENGTH, presets=PRESETS, description=__doc__,
+                         add_env_arguments=add_env_arguments, env_options=env_options)
 
 
 def main(argv=None) -> int:
