@@ -24,3 +24,20 @@ class NonFiniteError(VlmrmError):
 
 class DatasetError(VlmrmError):
     """A captioned-frame dataset directory is missing, empty, corrupt, or does not fit the model or environment."""
+
+
+def check_positive_int(name: str, value: object, hint: str = "") -> None:
+    """Checks a size, count or step number given by the user.
+
+    Args:
+        name: how the user knows the value (a flag or field name), used in the message.
+        value: the value; a Python or NumPy integer > 0 passes (``True``/``False`` and floats do not).
+        hint: appended to the message, e.g. ``", e.g. 224"``.
+
+    Raises:
+        VlmrmError: ``"<name>=<value> must be a positive integer<hint>"``.
+    """
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise VlmrmError(f"{name}={value!r} must be a positive integer{hint}")

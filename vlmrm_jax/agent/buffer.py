@@ -15,7 +15,7 @@ import flashbax as fbx
 import jax
 import jax.numpy as jnp
 
-from vlmrm_jax.errors import VlmrmError
+from vlmrm_jax.errors import VlmrmError, check_positive_int
 
 BufferState = Any  # flashbax.buffers.trajectory_buffer.TrajectoryBufferState
 
@@ -33,8 +33,7 @@ class EpisodeBuffer:
 
     def __init__(self, capacity: int, batch_size: int):
         for name, value in (("buffer capacity", capacity), ("BC batch size", batch_size)):
-            if not isinstance(value, int) or value <= 0:
-                raise VlmrmError(f"{name}={value!r} must be a positive integer")
+            check_positive_int(name, value)
         if batch_size > capacity:
             raise VlmrmError(f"BC batch size {batch_size} exceeds the buffer capacity {capacity}; lower it")
         self.capacity = capacity

@@ -42,7 +42,7 @@ from brax.envs.base import Env, State
 
 from vlmrm_jax.agent.buffer import BufferState, EpisodeBuffer
 from vlmrm_jax.agent.policy import PolicyConfig, TransformerPolicy, act, bc_loss, check_sizes
-from vlmrm_jax.errors import VlmrmError
+from vlmrm_jax.errors import VlmrmError, check_positive_int
 
 Metrics = dict[str, jax.Array]
 
@@ -79,9 +79,7 @@ class CollectInferConfig:
 
     def __post_init__(self):
         for name in ("num_envs", "episode_length", "bc_steps", "bc_batch_size", "buffer_capacity"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise VlmrmError(f"{name.replace('_', '-')}={value!r} must be a positive integer")
+            check_positive_int(name.replace("_", "-"), getattr(self, name))
         if not isinstance(self.eval_envs, int) or self.eval_envs < 0:
             raise VlmrmError(f"eval-envs={self.eval_envs!r} must be a non-negative integer")
         if not self.learning_rate > 0:

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlmrm_jax.errors import VlmrmError
+from vlmrm_jax.errors import VlmrmError, check_positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +67,7 @@ class PolicyConfig:
             raise VlmrmError(f"token_sizes={self.token_sizes!r} must be positive integers (one per observation "
                              f"token)")
         for name in ("width", "depth", "heads", "mlp_ratio"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise VlmrmError(f"policy {name}={value!r} must be a positive integer")
+            check_positive_int(f"policy {name}", getattr(self, name))
         if self.width % self.heads:
             raise VlmrmError(f"policy width={self.width} is not a multiple of heads={self.heads}")
         if not isinstance(self.grid, int) or self.grid < 0 or self.grid == 1:

@@ -29,7 +29,7 @@ import optax
 from flax import struct
 
 from vlmrm_jax.datasets.store import CaptionedFrames
-from vlmrm_jax.errors import NonFiniteError, VlmrmError
+from vlmrm_jax.errors import NonFiniteError, VlmrmError, check_positive_int
 from vlmrm_jax.models.clip import CLIP
 from vlmrm_jax.models.contrastive import multilabel_clip_loss
 from vlmrm_jax.rl.checkpoint import Checkpoints
@@ -70,8 +70,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise VlmrmError(f"{name.replace('_', '-')}={getattr(self, name)!r} must be a positive integer")
+            check_positive_int(name.replace("_", "-"), getattr(self, name))
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise VlmrmError(f"lr={self.learning_rate!r} must be a positive number, e.g. 5e-4 from scratch or 1e-5 "
                              f"to fine-tune a pretrained CLIP")

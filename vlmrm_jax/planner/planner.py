@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlmrm_jax.errors import ModelNotFoundError, VlmrmError
+from vlmrm_jax.errors import ModelNotFoundError, VlmrmError, check_positive_int
 from vlmrm_jax.planner.generation import greedy_generate
 from vlmrm_jax.planner.loading import load_t5
 from vlmrm_jax.planner.parsing import SubgoalTable, parse_text, parse_tokens
@@ -97,8 +97,7 @@ class SubgoalPlanner:
                  max_input_tokens: int, max_new_tokens: int, max_subgoals: int, name: str = "T5"):
         for key, value in dict(max_input_tokens=max_input_tokens, max_new_tokens=max_new_tokens,
                                max_subgoals=max_subgoals).items():
-            if not isinstance(value, int) or value <= 0:
-                raise VlmrmError(f"{key}={value!r} must be a positive integer")
+            check_positive_int(key, value)
         self.model, self.params, self.tokenizer = model, params, tokenizer
         self.prompt = parse_template(prompt)
         self.max_input_tokens, self.max_new_tokens, self.max_subgoals = max_input_tokens, max_new_tokens, max_subgoals

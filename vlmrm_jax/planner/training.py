@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from vlmrm_jax.errors import NonFiniteError, VlmrmError
+from vlmrm_jax.errors import NonFiniteError, VlmrmError, check_positive_int
 from vlmrm_jax.planner.t5 import T5
 from vlmrm_jax.rl.checkpoint import Checkpoints
 
@@ -62,8 +62,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise VlmrmError(f"{name.replace('_', '-')}={getattr(self, name)!r} must be a positive integer")
+            check_positive_int(name.replace("_", "-"), getattr(self, name))
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise VlmrmError(f"lr={self.learning_rate!r} must be a positive number, e.g. 2e-3")
         for name in ("warmup_steps", "log_every", "eval_every"):

@@ -38,7 +38,7 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from vlmrm_jax.errors import VlmrmError
+from vlmrm_jax.errors import VlmrmError, check_positive_int
 from vlmrm_jax.render.camera import Camera, CameraPose, FixedCamera, FreeCamera, TrackingCamera
 from vlmrm_jax.render.intersect import BOX, MESH, GeomSet, unpack
 from vlmrm_jax.render.shading import (DIRECTIONAL, SceneTables, geom_rgb, light_frames, local_normals, shade, sky_rgb,
@@ -97,9 +97,7 @@ class RenderConfig:
         if self.backend not in BACKENDS:
             raise VlmrmError(f"RenderConfig.backend={self.backend!r} is unknown; use one of {list(BACKENDS)}.")
         for name, example in (("width", 224), ("height", 224), ("supersample", 2)):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-                raise VlmrmError(f"RenderConfig.{name}={value!r} must be a positive integer, e.g. {example}.")
+            check_positive_int(f"RenderConfig.{name}", getattr(self, name), f", e.g. {example}.")
         if len(self.background) != 3 or not all(0.0 <= c <= 1.0 for c in self.background):
             raise VlmrmError(f"RenderConfig.background={self.background!r} must be 3 numbers in [0, 1] (RGB).")
         if len(self.geomgroup) != mujoco.mjNGROUP:

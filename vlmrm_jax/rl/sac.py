@@ -39,7 +39,7 @@ from brax.training.agents.sac import losses as sac_losses
 from brax.training.agents.sac import networks as sac_networks
 
 from vlmrm_jax.envs.wrappers import STEP_METRICS
-from vlmrm_jax.errors import VlmrmError
+from vlmrm_jax.errors import VlmrmError, check_positive_int
 
 Metrics = dict[str, jax.Array]
 #: Loss metrics of one gradient step (zeros while the replay buffer fills).
@@ -85,9 +85,7 @@ class SACConfig:
     def __post_init__(self):
         for name in ("num_envs", "unroll_length", "batch_size", "grad_updates_per_step", "min_replay_size",
                      "max_replay_size", "episode_length"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise VlmrmError(f"{name}={value!r} must be a positive integer")
+            check_positive_int(name, getattr(self, name))
         if self.max_replay_size < max(self.min_replay_size, self.num_envs):
             raise VlmrmError(f"max_replay_size={self.max_replay_size} is smaller than min_replay_size="
                              f"{self.min_replay_size} or num_envs={self.num_envs}; raise max_replay_size")

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vlmrm_jax.errors import VlmrmError
+from vlmrm_jax.errors import VlmrmError, check_positive_int
 
 #: gym's classic-control canvas, in canvas pixels.
 CANVAS_WIDTH = 600
@@ -78,8 +78,7 @@ def mountain_car_slope_angle(position):
 
 def _check_size(width: int, height: int, supersample: int) -> None:
     for name, value in (("width", width), ("height", height), ("supersample", supersample)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise VlmrmError(f"{name}={value!r} must be a positive integer number of pixels")
+        check_positive_int(name, value, " number of pixels")
 
 
 def _sample_grid(width: int, height: int, supersample: int) -> tuple[jax.Array, jax.Array]:
