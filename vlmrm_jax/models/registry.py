@@ -7,6 +7,7 @@ Each name maps to a directory under ``vlmrm_jax/models/weights/<name>/`` in the 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from vlmrm_jax.errors import ModelNotFoundError
@@ -46,3 +47,52 @@ def resolve_model(name: str) -> str:
                                  f"{path} (known: {known}); reinstall the package (pip install -e . from a full "
                                  f"checkout) or pass --model PATH to a local CLIP directory")
     return str(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooModel:
+    """A published CLIP of VLM-RM's scaling study (Rocamonde et al. 2023, section 4.4, Fig. 5/6), by hub id.
+
+    The sizes are the published ones (open_clip's ``docs/model_profile.csv`` for the same architectures; GFLOPs
+    count a multiply-add as 2, as XLA's cost analysis does, see :func:`vlmrm_jax.eval.scaling.image_gflops`), for
+    reference next to what :func:`vlmrm_jax.eval.scaling.model_size` measures on a loaded model.
+
+    Attributes:
+        hub_id: the Hugging Face hub id, loaded by :meth:`vlmrm_jax.models.CLIP.load`.
+        parameters_m: millions of parameters, both towers.
+        vision_parameters_m: millions of parameters of the image tower.
+        image_gflops: GFLOPs of one 224 x 224 image embedding.
+        weights: weight files on the hub that this library loads: ``"flax"`` (flax_model.msgpack) or ``"pytorch"``
+            (model.safetensors / pytorch_model.bin; a PyTorch-only checkpoint goes through transformers'
+            ``from_pt``, which needs ``pip install torch``).
+    """
+
+    hub_id: str
+    parameters_m: float
+    vision_parameters_m: float
+    image_gflops: float
+    weights: str
+
+
+#: The paper's four CLIP sizes, short name -> :class:`ZooModel`. ``--models`` of ``experiments.scaling_sweep``
+#: takes the short names or the hub ids (any hub id, directory or shipped name works there too). Loading needs the
+#: hub or a Hugging Face cache that holds them (``HF_HUB_OFFLINE=1``); none is shipped. fp32 weights: ~0.6, 1.7,
+#: 3.9 and 10 GB.
+CLIP_ZOO: dict[str, ZooModel] = {
+    "clip-vit-b-32": ZooModel("openai/clip-vit-base-patch32", 151.28, 87.85, 8.82, "flax"),
+    "clip-vit-l-14": ZooModel("openai/clip-vit-large-patch14", 427.62, 303.97, 162.03, "flax"),
+    "clip-vit-h-14": ZooModel("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", 986.11, 632.08, 334.59, "pytorch"),
+    "clip-vit-bigg-14": ZooModel("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", 2539.57, 1844.91, 967.5, "pytorch"),
+}
+
+
+def resolve_zoo(name: str) -> str:
+    """The hub id of a :data:`CLIP_ZOO` short name; any other name (hub id, directory, shipped name) unchanged."""
+    return CLIP_ZOO[name].hub_id if name in CLIP_ZOO else name
+
+
+def zoo_entry(name: str) -> ZooModel | None:
+    """The :data:`CLIP_ZOO` entry of a short name or hub id, or None."""
+    if name in CLIP_ZOO:
+        return CLIP_ZOO[name]
+    return next((m for m in CLIP_ZOO.values() if m.hub_id == name), None)
