@@ -230,8 +230,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
     for i, name in enumerate(models, 1):
         start = time.perf_counter()
         clip = CLIP.load(resolve_zoo(name))
-        warn_unknown_prompts(resolve_zoo(name), [*evaluated.values(), captions.baseline_prompt], env=args.env,
-                             log=log)
+        warn_unknown_prompts(resolve_zoo(name), [*targets.values(), captions.baseline_prompt], env=args.env,
+                             log=log)  # the target prompts only: one line per paper prompt would drown the log
         size = model_size(clip)
         quality = reward_quality(clip, data.images, data.labels, captions, alphas, evaluated)
         rows = quality_rows(name, size, quality, target)
