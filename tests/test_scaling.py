@@ -92,6 +92,24 @@ def test_sizes_match_a_hand_count(tiny_clip):
         parameter_counts({"dense": {"kernel": np.zeros((2, 2))}})
 
 
+def test_vit_b_32_size_matches_the_published_one():
+    """Parameters and XLA's GFLOPs of openai/clip-vit-base-patch32's architecture (abstract weights: nothing is
+    downloaded or allocated) against open_clip's published 151.28 M / 87.85 M / 8.82 GFLOPs (CLIP_ZOO)."""
+    import jax
+    from transformers import CLIPConfig, FlaxCLIPModel
+
+    from vlmrm_jax.models import CLIP, CLIP_MEAN, CLIP_STD
+    from vlmrm_jax.models.registry import CLIP_ZOO
+
+    model = FlaxCLIPModel(CLIPConfig(), _do_init=False)  # transformers' default CLIPConfig is ViT-B/32
+    params = jax.eval_shape(lambda key: model.init_weights(key, model.input_shape), jax.random.PRNGKey(0))
+    clip = CLIP(params=params, model=model, tokenizer=None, name="vit-b-32", image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    published = CLIP_ZOO["clip-vit-b-32"]
+    total, vision = parameter_counts(params)
+    assert (round(total / 1e6, 2), round(vision / 1e6, 2)) == (published.parameters_m, published.vision_parameters_m)
+    assert image_gflops(clip) == pytest.approx(published.image_gflops, rel=0.01)
+
+
 # --- the CLI ----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,8 @@ def image_gflops(clip: CLIP) -> float:
     The count is XLA's cost analysis of the compiled program (``jax.jit(...).lower(...).compile().cost_analysis()``
     ``["flops"]``) on JAX's default backend: every op of the jitted embedding (preprocessing, patch embedding,
     attention, MLPs, projection, normalisation), a multiply-add counted as 2 FLOPs, as open_clip's published
-    GFLOPs are. It can differ slightly between backends (what XLA fuses or rewrites).
+    GFLOPs are. It can differ slightly between backends (what XLA fuses or rewrites). ``clip.params`` may be
+    abstract (``jax.ShapeDtypeStruct`` leaves, e.g. from ``jax.eval_shape``): only the compiled program is needed.
 
     Returns:
         GFLOPs per image (float), or NaN when the backend reports no FLOP count.
