@@ -120,6 +120,32 @@ class GoalBaselineReward:
         baseline = jnp.mean(normalize(baseline_embeddings), axis=0)
         return cls(goal=goal, baseline=baseline, projection=projection_matrix(goal, baseline, alpha), alpha=alpha)
 
+    @classmethod
+    def stack(cls, rewards: Sequence["GoalBaselineReward"]) -> "GoalBaselineReward":
+        """R rewards (e.g. one per run of a sweep, alphas may differ) as one, for ``jax.vmap`` over a leading axis.
+
+        The array fields gain a leading axis: goal float32 [R, D], baseline float32 [R, D], projection float32
+        [R, D, D] (each run's own ``P``, so its own alpha); ``alpha`` becomes the tuple of the R alphas (static).
+        Mapped over with ``jax.vmap(..., in_axes=0)``, each slice is called as a single reward (``__call__`` reads
+        only the arrays; a slice's ``alpha`` is the whole tuple). :meth:`unstack` gives the R rewards back.
+
+        Raises:
+            VlmrmError: if there are no rewards or their embedding dimensions differ.
+        """
+        rewards = list(rewards)
+        if not rewards:
+            raise VlmrmError("no rewards to stack; pass at least one GoalBaselineReward")
+        dims = sorted({int(r.goal.shape[-1]) for r in rewards})
+        if len(dims) > 1:
+            raise VlmrmError(f"the rewards have embedding dimensions {dims}; build them all with the same model")
+        arrays = jax.tree.map(lambda *x: jnp.stack(x), *[r.replace(alpha=0.0) for r in rewards])
+        return arrays.replace(alpha=tuple(float(r.alpha) for r in rewards))
+
+    def unstack(self) -> list["GoalBaselineReward"]:
+        """The R single rewards of a :meth:`stack`-ed one (leaves [R, ...]), each with its own alpha."""
+        return [jax.tree.map(lambda x: x[i], self.replace(alpha=0.0)).replace(alpha=alpha)
+                for i, alpha in enumerate(self.alpha)]
+
     def __call__(self, image_embeddings: jax.Array) -> jax.Array:
         """The reward of each image: ``1 - 0.5 |(s - g) P|^2`` with ``s`` the unit image embedding.
 
