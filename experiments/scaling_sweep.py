@@ -68,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     training.add_argument("--episode-length", type=int, default=None,
                           help="env steps per episode (default: PPOConfig's)")
     training.add_argument("--eval-episodes", type=int, default=4, help="episodes per run for the success rate")
+    for flag in ("unroll-length", "batch-size", "num-minibatches"):
+        training.add_argument(f"--{flag}", type=int, help="PPO's (default: PPOConfig's)")
     return p.parse_args(argv)
 
 
@@ -169,13 +171,17 @@ def check_args(args: argparse.Namespace) -> dict:
         raise VlmrmError(f"unknown environment {args.env!r}; choose one of {', '.join(sorted(SOURCES))}")
     parsed = {"models": parse_models(args.models), "alphas": parse_alphas(args.alphas),
               "seeds": parse_seeds(args.seeds)}
-    for name in ("num_frames", "image_size", "train_steps", "num_envs", "episode_length", "eval_episodes"):
+    for name in ("num_frames", "image_size", "train_steps", "num_envs", "episode_length", "eval_episodes",
+                 "unroll_length", "batch_size", "num_minibatches"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise VlmrmError(f"--{name.replace('_', '-')}={value} must be a positive integer")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise VlmrmError(f"--out {out} is a file; choose a directory")
+    if args.train_steps and (out / "runs").is_dir() and any((out / "runs").iterdir()):
+        raise VlmrmError(f"--out {out} already holds the training runs of an earlier sweep ({out / 'runs'}); choose "
+                         f"another --out or delete that directory")
     return parsed
 
 
@@ -186,6 +192,68 @@ def write_table(rows: list[dict], out: Path) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+
+
+def train_and_evaluate(clip, env_name: str, prompts: list[str], baseline_prompt: str, alphas: list[float],
+                       seeds: list[int], args: argparse.Namespace, run_dir: Path, log=print) -> list[dict]:
+    """PPO on the target reward for every alpha x seed of one CLIP as ONE jitted program (SweepPPO), then one
+    vmapped evaluation rollout of all runs; returns per run {"alpha", "seed", "task", "success_rate",
+    "eval_reward_mean"} (success: VLM-RM's criterion, the env's ``episode_success`` of its ground-truth task).
+
+    Raises:
+        VlmrmError: the prompts have no ground-truth success criterion in this env, or a bad size.
+    """
+    import functools
+    import itertools
+
+    import jax
+    import numpy as np
+
+    from vlmrm_jax.envs import make_env
+    from vlmrm_jax.envs.wrappers import wrap_for_vlm_training
+    from vlmrm_jax.eval.rollout import rollout
+    from vlmrm_jax.pipeline import prepare_run_dir
+    from vlmrm_jax.rewards import GoalBaselineReward
+    from vlmrm_jax.rl import PPOConfig, SweepPPO, train
+
+    env = make_env(env_name)
+    task = env.task_metric(prompts)
+    if task is None:
+        raise VlmrmError(f"--prompt {prompts[0]!r} has no ground-truth success criterion in {env_name}; pass one of "
+                         f"the paper's goal prompts to train with --train-steps")
+    runs = list(itertools.product(alphas, seeds))  # run i = (alpha, seed)
+    goal, baseline = clip.embed_text(prompts), clip.embed_text([baseline_prompt])
+    rewards = [GoalBaselineReward.from_embeddings(goal, baseline, a) for a, _ in runs]
+    config = PPOConfig(num_envs=args.num_envs, **{name: getattr(args, name) for name in
+                                                  ("episode_length", "unroll_length", "batch_size", "num_minibatches")
+                                                  if getattr(args, name) is not None})
+    render_fn, metrics_fn = env.make_render_fn(clip.image_size, clip.image_size), env.step_metrics_fn()
+
+    def make_train_env(weights, reward):
+        return wrap_for_vlm_training(env, episode_length=config.episode_length, render_fn=render_fn,
+                                     embed_fn=functools.partial(clip.embed_images, weights), reward=reward,
+                                     metrics_fn=metrics_fn)
+
+    devices = jax.devices()[:math.gcd(len(runs), jax.device_count())]  # the runs split evenly over these
+    sweep = SweepPPO(make_train_env, clip.params, rewards, [s for _, s in runs], config, devices=devices)
+    state = train(sweep, total_steps=args.train_steps, run_dir=prepare_run_dir(run_dir, resume=False), seed=0,
+                  log=log)
+
+    @jax.jit
+    def evaluate(weights, runs_state, stacked, key):  # every run's deterministic policy, vmapped over the runs
+        def one(run, reward):
+            policy = sweep.ppo.make_policy(sweep.ppo.policy_params(run), deterministic=True)
+            result = rollout(env, policy, key, num_episodes=args.eval_episodes, episode_length=config.episode_length,
+                             render_fn=render_fn, embed_fn=functools.partial(clip.embed_images, weights),
+                             reward=reward, metrics_fn=metrics_fn, keep_states=False)
+            return result.step_metrics[task] > 0.5, result.rewards.mean()
+
+        return jax.vmap(one)(runs_state, stacked)
+
+    holds, eval_rewards = evaluate(sweep.weights, state.runs, sweep.rewards, jax.random.PRNGKey(1))
+    return [{"alpha": float(alpha), "seed": int(seed), "task": task,
+             "success_rate": float(np.mean(env.episode_success(holds[i]))),
+             "eval_reward_mean": float(eval_rewards[i])} for i, (alpha, seed) in enumerate(runs)]
 
 
 def _fmt(x) -> str:
@@ -206,9 +274,6 @@ def run(args: argparse.Namespace, log=print) -> dict:
     from vlmrm_jax.models.vocabulary import warn_unknown_prompts
 
     parsed = check_args(args)
-    if args.train_steps is not None:
-        raise VlmrmError("--train-steps is not available yet (it needs vlmrm_jax.rl.sweep.SweepPPO); drop it to "
-                         "measure reward quality only")
     models, alphas, seeds = parsed["models"], parsed["alphas"], parsed["seeds"]
     sizes = input_sizes(models)
     data = load_frames(args, args.image_size or max(sizes.values()), log=log)
@@ -217,6 +282,12 @@ def run(args: argparse.Namespace, log=print) -> dict:
     targets = prompt_concepts(captions, prompts)
     evaluated = {**captions.goal_prompts, **targets}  # the paper's prompts, a --prompt phrasing in its concept's place
     target = next(iter(targets))
+    if args.train_steps:
+        from vlmrm_jax.envs import make_env
+
+        if make_env(args.env).task_metric(prompts) is None:
+            raise VlmrmError(f"--prompt {prompts[0]!r} has no ground-truth success criterion in {args.env}; pass one "
+                             f"of the paper's goal prompts to train with --train-steps, or drop --train-steps")
     log(f"{len(models)} models on {len(data)} held-out {args.env} frames ({data.images.shape[1]} px, seed "
         f"{data.manifest['seed']}); target prompt {prompts[0]!r} ({target}), {len(evaluated)} prompts, alphas "
         f"{', '.join(f'{a:g}' for a in alphas)}")
@@ -234,15 +305,26 @@ def run(args: argparse.Namespace, log=print) -> dict:
                              log=log)  # the target prompts only: one line per paper prompt would drown the log
         size = model_size(clip)
         quality = reward_quality(clip, data.images, data.labels, captions, alphas, evaluated)
-        rows = quality_rows(name, size, quality, target)
+        rows = qrows = quality_rows(name, size, quality, target)
+        trained = ""
+        if args.train_steps:
+            slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)
+            results = train_and_evaluate(clip, args.env, prompts, captions.baseline_prompt, alphas, seeds, args,
+                                         out / "runs" / f"{i:02d}-{slug}", log=log)
+            by_alpha = {r["alpha"]: r for r in qrows}
+            rows = [{**by_alpha[r["alpha"]], "seed": r["seed"], "success_rate": r["success_rate"],
+                     "eval_reward_mean": r["eval_reward_mean"]} for r in results]
+            trained = "; success rate " + ", ".join(
+                f"alpha {a:g}: {np.mean([r['success_rate'] for r in results if r['alpha'] == a]):.2f}"
+                for a in alphas) + f" ({len(seeds)} seeds, {results[0]['task']})"
         published = zoo_entry(name)
         summary["models"][name] = {"size": size.to_dict(), "quality": quality,
                                    "published": None if published is None else vars(published)}
         summary["rows"] += rows
         per_alpha = "; ".join(f"alpha {r['alpha']:g}: EPIC {_fmt(r['epic'])}, AUROC {_fmt(r['auroc'])} (mean AUROC "
-                              f"{_fmt(r['mean_auroc'])})" for r in rows)
+                              f"{_fmt(r['mean_auroc'])})" for r in qrows)
         log(f"[{i}/{len(models)}] {name}: {size.parameters / 1e6:.3g}M parameters ({size.vision_parameters / 1e6:.3g}M "
-            f"vision), {size.gflops_per_image:.3g} GFLOPs/image; *{prompts[0]!r}: {per_alpha} "
+            f"vision), {size.gflops_per_image:.3g} GFLOPs/image; *{prompts[0]!r}: {per_alpha}{trained} "
             f"[{time.perf_counter() - start:.0f} s]")
         del clip
     rows = summary["rows"]

@@ -169,3 +169,25 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, flags, message):
     assert main([*env, *flags, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+@pytest.mark.slow  # one PPO compile (~60 s of CPU): too much for the default suite's budget
+def test_cli_trains_seeds_x_alphas_and_reports_success(tmp_path, tiny_clip_dir):
+    """--train-steps: every alpha x seed of a model trains in one SweepPPO, then gets a success rate."""
+    from experiments.scaling_sweep import main
+
+    out = tmp_path / "trained"
+    code = main(["--env", "cartpole", "--models", str(tiny_clip_dir), "--alphas", "0,1", "--seeds", "0,5",
+                 "--num-frames", "16", "--train-steps", "16", "--num-envs", "2", "--episode-length", "8",
+                 "--unroll-length", "4", "--batch-size", "2", "--num-minibatches", "2", "--eval-episodes", "2",
+                 "--out", str(out)])
+    assert code == 0
+    with open(out / "scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["alpha"], r["seed"]) for r in rows] == [("0", "0"), ("0", "5"), ("1", "0"), ("1", "5")]
+    assert all(float(r["success_rate"]) in (0.0, 0.5, 1.0) for r in rows)  # 2 evaluation episodes per run
+    assert rows[0]["epic"] == rows[1]["epic"] and rows[0]["epic"] != rows[2]["epic"]  # quality is per alpha
+    (metrics_file,) = (out / "runs").glob("*/metrics.jsonl")
+    metrics = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+    assert metrics[-1]["env_steps"] >= 16 and "run3/reward_mean" in metrics[-1]  # 4 runs in one sweep
+    assert main(["--env", "cartpole", "--models", str(tiny_clip_dir), "--train-steps", "16", "--out", str(out)]) == 2
