@@ -3,6 +3,13 @@
 Each experiment module declares a :class:`Task` (env, the paper's prompts, episode length, size presets) and calls
 :func:`main`; this module parses the flags, fills sizes from the device preset, picks the CLIP, and runs
 :func:`vlmrm_jax.pipeline.train_run`. Bad input exits 2 with one ``error: ...`` line.
+
+``--distributed`` runs one process per host (a TPU pod slice, a SLURM job; ``docs/multi_host.md``): every host runs
+the same command, :func:`vlmrm_jax.rl.distributed.initialize` joins them before any JAX computation, and PPO's env
+batch is split over all hosts' devices. Importing the classic-control envs already computes with JAX (gymnax builds
+arrays at import), and each experiment module imports this module before its env, so the processes are joined
+when this module is imported with ``--distributed`` on the command line (:func:`join_if_requested`); :func:`main`
+joins them itself when called with the flag in ``argv`` before JAX has started.
 """
 
 from __future__ import annotations
@@ -14,7 +21,11 @@ from typing import Any, Callable
 
 from experiments import run_cli
 from vlmrm_jax.errors import VlmrmError
+from vlmrm_jax.rl import distributed
 from vlmrm_jax.rl.ppo import PPOConfig
+
+#: The flag that joins the processes of a many-host job.
+DISTRIBUTED_FLAG = "--distributed"
 
 #: PPO flags exposed on every training CLI (``--unroll-length`` -> PPOConfig.unroll_length, ...) and their help.
 PPO_FLAGS = (("unroll-length", int, "env steps per unroll T (the GAE horizon)"),
@@ -112,6 +123,12 @@ def build_parser(task: Task) -> argparse.ArgumentParser:
                    help="the RL algorithm: PPO, or SAC as VLM-RM trained its humanoid (paper defaults: gamma 0.95, "
                         "lr 6e-4, batch 512; sized by --num-envs and --episode-length; of the flags below it takes "
                         f"{', '.join('--' + f for f in SAC_SHARED_FLAGS)}) (default: %(default)s)")
+    p.add_argument(DISTRIBUTED_FLAG, action="store_true",
+                   help="one process per host of a TPU pod slice or GPU cluster, the same command on every host and "
+                        "--out on a shared file system: join them with jax.distributed (coordinator from "
+                        "$JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES, $JAX_PROCESS_ID, else auto-detected on Cloud "
+                        "TPU VMs and under SLURM) and split the env batch over all hosts' devices; --num-envs must be "
+                        "a multiple of the device count; PPO only (default: off)")
     if task.add_env_arguments is not None:
         task.add_env_arguments(p.add_argument_group("environment"))
     ppo = p.add_argument_group("PPO (defaults: the preset's values, else PPOConfig's)")
@@ -243,7 +260,8 @@ def make_config(task: Task, args: argparse.Namespace, log: Callable[[str], None]
     import jax
 
     learner = config.learner_config()
-    devices = f", env batch split over {jax.device_count()} devices" if jax.device_count() > 1 else ""
+    hosts = f" of {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    devices = f", env batch split over {jax.device_count()} devices{hosts}" if jax.device_count() > 1 else ""
     log(f"preset: {preset_name} (JAX backend: {device_kind()}{devices}); total_steps={config.total_steps}, "
         f"num_envs={learner.num_envs}, unroll_length={learner.unroll_length}, "
         f"env steps per {config.learner.upper()} iteration={learner.env_steps_per_iteration}")
@@ -276,14 +294,56 @@ def resume_config(task: Task, args: argparse.Namespace, log: Callable[[str], Non
     return dataclasses.replace(stored, **fields)
 
 
+def join(args: argparse.Namespace) -> None:
+    """With ``--distributed``: refuses SAC (one device), then joins this process to the job
+    (:func:`vlmrm_jax.rl.distributed.initialize`: arguments from ``$JAX_*`` or cluster auto-detection).
+
+    Raises:
+        VlmrmError: ``--learner sac``, or the processes could not be joined (also when it failed on import).
+    """
+    if not args.distributed:
+        return
+    if args.learner == "sac":
+        raise VlmrmError(f"{DISTRIBUTED_FLAG} trains PPO over many hosts, while --learner sac runs on one device; "
+                         f"drop {DISTRIBUTED_FLAG} or --learner sac")
+    if _JOIN_ERROR is not None:
+        raise _JOIN_ERROR
+    distributed.initialize()
+
+
 def main(task: Task, argv=None) -> int:
     """Runs the training CLI of ``task``; returns the exit code (0 done, 2 bad input, 130 interrupted)."""
     args = parse_args(task, argv)
     from vlmrm_jax.pipeline import train_run
 
     def work():
-        config = resume_config(task, args) if args.resume else make_config(task, args)
+        join(args)
+        log = distributed.main_process_only(print)
+        config = resume_config(task, args, log) if args.resume else make_config(task, args, log)
+        if args.distributed and config.learner != "ppo":  # a resumed SAC run
+            raise VlmrmError(f"the run in {args.out} trains {config.learner.upper()}, which runs on one device; "
+                             f"resume it without {DISTRIBUTED_FLAG}")
         train_run(config, args.out, resume=args.resume)
-        print(f"done: metrics, checkpoints, reward curve, policy, video and eval.json are in {args.out}")
+        log(f"done: metrics, checkpoints, reward curve, policy, video and eval.json are in {args.out}")
 
     return run_cli(work, resume_command=f"{task.prog} --out {args.out} --resume")
+
+
+_JOIN_ERROR: VlmrmError | None = None
+
+
+def join_if_requested(argv: list[str]) -> None:
+    """Joins the processes on import when the command line asks for it (``--distributed`` in ``argv``, not
+    ``--help`` or ``--learner sac``), before an experiment module's env imports start JAX; an error is kept for
+    :func:`join` to report as the CLI's one ``error:`` line."""
+    global _JOIN_ERROR
+    sac = "--learner=sac" in argv or any(a == "--learner" and b == "sac" for a, b in zip(argv, argv[1:]))
+    if DISTRIBUTED_FLAG not in argv or {"-h", "--help"} & set(argv) or sac:
+        return
+    try:
+        distributed.initialize()
+    except VlmrmError as e:
+        _JOIN_ERROR = e
+
+
+join_if_requested(sys.argv[1:])

@@ -28,7 +28,7 @@ from vlmrm_jax.eval.video import caption_frames, write_video
 from vlmrm_jax.models import CLIP
 from vlmrm_jax.render import to_uint8
 from vlmrm_jax.rewards import GoalBaselineReward, check_alpha, check_prompts
-from vlmrm_jax.rl import PPO, SAC, PPOConfig, SACConfig, Checkpoints, make_policy_fn, read_metrics, train
+from vlmrm_jax.rl import PPO, SAC, PPOConfig, SACConfig, Checkpoints, distributed, make_policy_fn, read_metrics, train
 from vlmrm_jax.rl.checkpoint import save_json_atomic
 from vlmrm_jax.rl.trainer import CHECKPOINT_DIR
 
@@ -160,7 +160,7 @@ class VLMPPO(PPO):
                  devices: list[jax.Device] | None = None):
         super().__init__(make_env(weights), config, devices)
         if self.mesh is not None:
-            weights = jax.device_put(weights, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
+            weights = distributed.replicate(weights, self.mesh)  # on the devices of every process
         _jit_with_weights(self, make_env, weights)
 
 
@@ -264,8 +264,11 @@ def check_run_dir(out: str | Path, resume: bool) -> Path:
 
 
 def prepare_run_dir(out: str | Path, resume: bool) -> Path:
-    """:func:`check_run_dir`, then creates ``out``."""
+    """:func:`check_run_dir`, then creates ``out``. With several processes (:mod:`vlmrm_jax.rl.distributed`) every
+    process checks before any creates, so that process 0's first file does not make ``out`` non-empty for the
+    others' checks."""
     out = check_run_dir(out, resume)
+    distributed.sync("vlmrm_jax.pipeline.prepare_run_dir")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -321,6 +324,11 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
     ``reward_curve.png``, ``policy/`` (the final policy's parameters), ``rollout.mp4`` (an episode of the trained
     policy with the per-frame VLM reward drawn on it) and ``eval.json`` (see :func:`evaluate_run`).
 
+    With several processes (:mod:`vlmrm_jax.rl.distributed`: one per host, the same call on each, ``out`` on a
+    file system they share) PPO's env batch is split over all processes' devices; process 0 alone writes the plain
+    files and logs, every process takes part in the orbax saves (``checkpoints/``, ``policy/``), and every process
+    returns the same summary. SAC runs on one device and so in one process only.
+
     Args:
         config: what to run. With ``resume``: None continues the run's own ``config.json``; a config may change
             its :data:`RESUMABLE_FIELDS` (e.g. a larger ``total_steps`` extends the run) and must equal it
@@ -334,8 +342,12 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
 
     Raises:
         VlmrmError: bad input (see :func:`prepare_run_dir`, :func:`build`, :func:`check_resume`), a corrupt
-            checkpoint, or NaN in training.
+            checkpoint, NaN in training, or SAC with several processes.
     """
+    log = distributed.main_process_only(log)
+    if distributed.is_multi_process() and config is not None and config.learner != "ppo":
+        raise VlmrmError(f"learner={config.learner!r} runs on one device, not over {jax.process_count()} "
+                         f"processes; use learner 'ppo' or run a single process")
     out = prepare_run_dir(out, resume)
     if resume:
         stored = RunConfig.load(out)
@@ -344,11 +356,15 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
         checkpoints.close()
         config = stored if config is None else config
         check_resume(stored, config, trained, out)
+        if distributed.is_multi_process() and config.learner != "ppo":
+            raise VlmrmError(f"the run in {out} trains learner {config.learner!r}, which runs on one device, not "
+                             f"over {jax.process_count()} processes; resume it in a single process")
         where = f"from its checkpoint at env step {trained}" if trained is not None else (
             "from its config (it was stopped before its first checkpoint)")
         log(f"resuming {out} {where}: model {config.model}, prompts {config.prompts}")
     pipeline = build(config)
-    config.save(out)
+    if distributed.is_main_process():
+        config.save(out)
     size = config.image_size or pipeline.clip.image_size
     shipped = config.model == DEFAULT_OFFLINE_MODEL.get(config.env) and size <= 64
     slow_hint = ("lower --total-steps or --num-envs" if shipped else
@@ -363,8 +379,9 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
     if policy.latest_step() != int(state.env_steps):  # a resumed finished run has saved this policy already
         policy.save(int(state.env_steps), pipeline.ppo.policy_params(state))
     task = pipeline.env.task_metric(config.prompts)
-    plot_reward_curve(read_metrics(out), out / "reward_curve.png", title=" / ".join(config.prompts),
-                      keys=[f"env/{task}"] if task else ())
+    if distributed.is_main_process():
+        plot_reward_curve(read_metrics(out), out / "reward_curve.png", title=" / ".join(config.prompts),
+                          keys=[f"env/{task}"] if task else ())
     return evaluate_pipeline(pipeline, state, out, log=log)
 
 
@@ -377,9 +394,19 @@ def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int =
         None), "success_rate" (of that task, or None), and per step metric of the env (pose predicates, true task
         criterion) ``<name>/fraction_of_steps`` and ``<name>/success_rate`` (by the env's ``episode_success``
         rule; VLM-RM's: the criterion holds on at least 50% of the steps)}.
+
+    With several processes (:mod:`vlmrm_jax.rl.distributed`) the evaluation reads only the replicated parts of
+    ``state`` (policy, normaliser, ``env_steps``), never the env batch split over the hosts: each process copies
+    them to this host and rolls out the same episodes from the same key on its own device (no collective), so all
+    return the same summary, and process 0 alone renders and writes the video and ``eval.json`` and logs.
     """
     out = Path(out)
     config = pipeline.config
+    log = distributed.main_process_only(log)
+    env_steps = int(state.env_steps)
+    if distributed.is_multi_process():  # global arrays on all hosts' devices -> NumPy, closed over by the rollout
+        state = state.replace(env_state=None, optimizer_state=None, params=distributed.host_value(state.params),
+                              normalizer_params=distributed.host_value(state.normalizer_params))
     policy = make_policy_fn(pipeline.ppo, state, deterministic=True)
 
     @jax.jit
@@ -392,7 +419,7 @@ def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int =
     result = run(pipeline.clip.params, jax.random.PRNGKey(seed))
     rewards = np.asarray(result.rewards)
     task = pipeline.env.task_metric(config.prompts)
-    summary = {"env_steps": int(state.env_steps), "episodes": config.eval_episodes,
+    summary = {"env_steps": env_steps, "episodes": config.eval_episodes,
                "mean_reward": float(rewards.mean()), "prompts": config.prompts, "task": task, "success_rate": None}
     for name, values in result.step_metrics.items():
         if name == "vlm_reward":
@@ -402,6 +429,8 @@ def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int =
         summary[f"{name}/success_rate"] = float(np.mean(pipeline.env.episode_success(holds)))
     if task is not None:
         summary["success_rate"] = summary[f"{task}/success_rate"]
+    if not distributed.is_main_process():
+        return summary
     video_render = pipeline.env.make_render_fn(config.video_size, config.video_size, shadows=config.shadows)
     frames = to_uint8(episode_frames(video_render, result.states, episode=0))
     captions = [f"step {t:3d}  VLM reward {r:.4f}" for t, r in enumerate(rewards[:, 0])]

@@ -5,7 +5,10 @@ so :class:`vlmrm_jax.rl.PPO` (whose default mesh is ``jax.devices()``) splits th
 and XLA's SPMD partitioner inserts the cross-host gradient all-reduce; nothing else in the training code changes.
 ``PPO.init`` builds the whole train state inside jit from a key that every process passes with the same value, so
 no host-local data has to be assembled into global arrays. Host-side reads use :func:`host_value`; only
-:func:`is_main_process` writes files.
+:func:`is_main_process` writes files, while orbax checkpoints stay collective (every process saves and restores
+its own shards); a host-side decision that must agree everywhere (e.g. a wall-clock checkpoint interval) is taken
+by process 0 (:func:`main_process_decides`), and :func:`sync` is a barrier. With one process all of these are plain
+local operations.
 
 Launch commands for a TPU pod slice and a SLURM GPU cluster: ``docs/multi_host.md``.
 """
@@ -13,9 +16,10 @@ Launch commands for a TPU pod slice and a SLURM GPU cluster: ``docs/multi_host.m
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 
 from vlmrm_jax.errors import VlmrmError
@@ -91,6 +95,15 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def main_process_only(log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log`` on process 0; on the others a function that drops its line, so that log lines appear once."""
+    return log if is_main_process() else _drop
+
+
+def _drop(_line: str) -> None:
+    pass
+
+
 def host_value(tree: Any) -> Any:
     """The global value of every array of ``tree`` as NumPy on this host (``process_allgather``).
 
@@ -98,3 +111,46 @@ def host_value(tree: Any) -> Any:
     (the env state) is gathered, which all processes must call together.
     """
     return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
+    """Every array of ``tree`` replicated on all devices of ``mesh`` (e.g. CLIP weights loaded from the same files
+    on every host); with one process ``jax.device_put``.
+
+    With several processes ``jax.device_put`` would have to move data between hosts, which the CPU and GPU
+    backends do not do, so each process fills its own devices from its own copy (``make_array_from_callback``):
+    ``tree`` must hold the same values on every process.
+    """
+    everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    if not is_multi_process():
+        return jax.device_put(tree, everywhere)
+
+    def global_array(x):
+        local = np.asarray(x)
+        return jax.make_array_from_callback(local.shape, everywhere, lambda index: local[index])
+
+    return jax.tree.map(global_array, tree)
+
+
+def is_multi_process() -> bool:
+    """True when this program runs as several processes (``jax.process_count() > 1``)."""
+    return jax.process_count() > 1
+
+
+def main_process_decides(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process (``broadcast_one_to_all``, which all processes must call together);
+    with one process ``flag`` itself.
+
+    A host-side choice that depends on the wall clock (is a checkpoint due?) differs between hosts, and a
+    collective (orbax's save) taken on some hosts only would hang, so process 0 decides and all follow.
+    """
+    if not is_multi_process():
+        return flag
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag, np.int32)))
+
+
+def sync(name: str) -> None:
+    """Waits until every process has reached the barrier ``name`` (``sync_global_devices``); does nothing with one
+    process. Every process must call it with the same name."""
+    if is_multi_process():
+        multihost_utils.sync_global_devices(name)

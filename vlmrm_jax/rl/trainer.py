@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 from tqdm.auto import tqdm
 
 from vlmrm_jax.errors import CheckpointError, NonFiniteError
+from vlmrm_jax.rl import distributed
 from vlmrm_jax.rl.checkpoint import Checkpoints
 from vlmrm_jax.rl.ppo import PPO, TrainState
 
@@ -94,6 +96,12 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
     run time and the ETA of the remaining iterations, and a warning when the whole run will take more than
     :data:`SLOW_FACTOR` times ``expected_s``.
 
+    With several processes (:mod:`vlmrm_jax.rl.distributed`, one per host, all calling ``train`` with the same
+    arguments and a ``run_dir`` they share) only process 0 writes ``metrics.jsonl``, draws the progress bar and logs;
+    every process reads the replicated metrics and takes part in each orbax save and restore (collective: each
+    writes its own shards of the env state), and whether a checkpoint is due is process 0's decision. With one
+    process this is the plain loop above.
+
     Args:
         ppo: the agent and its env.
         total_steps: env steps to train for (rounded up to whole iterations).
@@ -103,9 +111,9 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
             first checkpoint), start afresh from ``seed``, dropping the metrics lines that run left.
         checkpoint_every_s: wall-clock seconds between checkpoints.
         meta: JSON-serialisable data stored with each checkpoint (e.g. the run's config).
-        on_metrics: called with each iteration's metrics dict.
-        show_progress: draw a tqdm progress bar.
-        log: where the compile, ETA and warning lines go.
+        on_metrics: called with each iteration's metrics dict (on every process).
+        show_progress: draw a tqdm progress bar (on process 0).
+        log: where the compile, ETA and warning lines go (on process 0).
         expected_s: the wall time the run's sizes promise (seconds), or None for no warning.
         slow_hint: what to change when the run is too slow, appended to the warning.
 
@@ -118,6 +126,7 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
             is not saved.
     """
     run_dir = Path(run_dir)
+    main = distributed.is_main_process()  # the one process that writes plain files and logs; True with one process
     metrics_path = run_dir / METRICS_FILE
     checkpoints = Checkpoints(run_dir / CHECKPOINT_DIR)
     compile_estimate = None
@@ -125,22 +134,25 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
     if resume:
         abstract = jax.eval_shape(ppo.init, jax.random.PRNGKey(seed))
         state, restored_meta = checkpoints.restore(abstract)
-        _truncate_metrics(metrics_path, int(state.env_steps))
         wall_before = float(restored_meta.get(WALL_TIME, 0.0))
-        compiled = [r["compile_s"] for r in read_metrics(run_dir) if "compile_s" in r]
-        compile_estimate = compiled[-1] if compiled else None
+        if main:
+            _truncate_metrics(metrics_path, int(state.env_steps))
+            compiled = [r["compile_s"] for r in read_metrics(run_dir) if "compile_s" in r]
+            compile_estimate = compiled[-1] if compiled else None
     else:
         if checkpoints.latest_step() is not None:
             raise CheckpointError(f"{checkpoints.directory} already holds checkpoints; pass --resume to continue "
                                   f"that run or choose an empty --out directory")
-        _truncate_metrics(metrics_path, -1)  # lines of an earlier session killed before its first checkpoint
+        if main:
+            _truncate_metrics(metrics_path, -1)  # lines of an earlier session killed before its first checkpoint
         clock = _COMPILE_CLOCK.seconds
         state = jax.block_until_ready(ppo.init(jax.random.PRNGKey(seed)))
         compile_estimate = COMPILE_RATIO * (_COMPILE_CLOCK.seconds - clock) or None
         wall_before = 0.0
     start_steps = int(state.env_steps)
     last_good = start_steps if resume else None
-    log = tqdm.write if log is print and show_progress else log  # lines above the progress bar, not through it
+    show_progress = show_progress and main
+    log = distributed.main_process_only(tqdm.write if log is print and show_progress else log)  # above the bar
     if start_steps < total_steps:
         about = f", ~{_duration(compile_estimate)} on this machine" if compile_estimate else ""
         log(f"compiling (first iteration{about})")
@@ -149,7 +161,7 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
     t_start = t_ckpt = time.time()
     first = True
     try:
-        with metrics_path.open("a") as metrics_file:
+        with metrics_path.open("a") if main else contextlib.nullcontext() as metrics_file:
             while int(state.env_steps) < total_steps:
                 t0, steps_before, clock = time.time(), int(state.env_steps), _COMPILE_CLOCK.seconds
                 state, metrics = ppo.iteration(state)
@@ -169,15 +181,16 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
                     record["compile_s"] = min(_COMPILE_CLOCK.seconds - clock, dt)
                     _report_first_iteration(record["compile_s"], dt, steps - steps_before, total_steps - steps,
                                             record["wall_s"], expected_s, slow_hint, log)
-                metrics_file.write(json.dumps(record) + "\n")
-                metrics_file.flush()
+                if main:
+                    metrics_file.write(json.dumps(record) + "\n")
+                    metrics_file.flush()
                 if on_metrics is not None:
                     on_metrics(record)
                 bar.update(min(steps, total_steps) - bar.n)
                 success = {"success": f"{metrics['success_rate']:.3f}"} if "success_rate" in metrics else {}
                 bar.set_postfix(reward=f"{metrics['reward_mean']:.4f}", **success, sps=f"{record['steps_per_s']:.0f}")
                 done = steps >= total_steps
-                if first or done or time.time() - t_ckpt >= checkpoint_every_s:
+                if distributed.main_process_decides(first or done or time.time() - t_ckpt >= checkpoint_every_s):
                     checkpoints.save(steps, state, {**(meta or {}), WALL_TIME: record["wall_s"]})
                     last_good, t_ckpt = steps, time.time()
                 first = False
