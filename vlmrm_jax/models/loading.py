@@ -117,7 +117,7 @@ def _load_weights(source: str, config: CLIPConfig, dtype: jnp.dtype, offline: bo
     if missing:
         raise _Failure(f"its weights lack {len(missing)} parameters of the model that config.json describes "
                        f"(e.g. {missing[0]}); the weights file does not belong to this config")
-    return model, jax.device_put(params, jax.devices()[0])
+    return model, jax.device_put(params, jax.local_devices()[0])
 
 
 def _load_normalisation(source: str, offline: bool, is_local: bool) -> tuple[tuple, tuple]:
