@@ -13,7 +13,8 @@ shipped names, CLIP zoo names such as clip-vit-b-32 ... clip-vit-bigg-14, hub id
   and the EPIC distance between the CLIP reward and the ground-truth predicate reward (the frame's 0/1 label);
   the --prompt ones are the sweep's target (the `epic` and `auroc` columns; their rows are marked * in the log);
 * with --train-steps N: PPO on the --prompt reward for every seed x alpha of the model as ONE jitted program
-  (vlmrm_jax.rl.sweep.SweepPPO), then each run's success rate by the ground-truth predicates.
+  (vlmrm_jax.sweep_pipeline.train_sweep over vlmrm_jax.rl.SweepPPO), then each run's success rate by the
+  ground-truth predicates, all runs in one vmapped evaluation.
 
 Writes into --out: scaling.csv and scaling.json (one row per model x alpha [x seed]: model, parameters, GFLOPs per
 image, EPIC and AUROC of the prompt, mean EPIC and AUROC over the prompts, per prompt values, success rate) and
@@ -194,66 +195,33 @@ def write_table(rows: list[dict], out: Path) -> None:
             writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
 
 
-def train_and_evaluate(clip, env_name: str, prompts: list[str], baseline_prompt: str, alphas: list[float],
-                       seeds: list[int], args: argparse.Namespace, run_dir: Path, log=print) -> list[dict]:
-    """PPO on the target reward for every alpha x seed of one CLIP as ONE jitted program (SweepPPO), then one
-    vmapped evaluation rollout of all runs; returns per run {"alpha", "seed", "task", "success_rate",
-    "eval_reward_mean"} (success: VLM-RM's criterion, the env's ``episode_success`` of its ground-truth task).
+def train_and_evaluate(clip, name: str, env_name: str, prompts: list[str], baseline_prompt: str,
+                       alphas: list[float], seeds: list[int], args: argparse.Namespace, run_dir: Path,
+                       log=print) -> list[dict]:
+    """PPO on the target reward for every alpha x seed of one loaded CLIP as ONE jitted program, then all runs'
+    success rates from one vmapped evaluation (:func:`vlmrm_jax.sweep_pipeline.train_sweep`; its run directory,
+    ``sweep.json``, ``metrics.jsonl``, ``checkpoints/``, ``eval.json``, is ``run_dir``).
+
+    Returns:
+        One summary per run, alpha-major (see :func:`~vlmrm_jax.sweep_pipeline.evaluate_sweep`): "alpha", "seed",
+        "task", "success_rate", "mean_reward", ...
 
     Raises:
-        VlmrmError: the prompts have no ground-truth success criterion in this env, or a bad size.
+        VlmrmError: bad sizes, or runs that do not split over the devices.
     """
-    import functools
-    import itertools
-
     import jax
-    import numpy as np
 
-    from vlmrm_jax.envs import make_env
-    from vlmrm_jax.envs.wrappers import wrap_for_vlm_training
-    from vlmrm_jax.eval.rollout import rollout
-    from vlmrm_jax.pipeline import prepare_run_dir
-    from vlmrm_jax.rewards import GoalBaselineReward
-    from vlmrm_jax.rl import PPOConfig, SweepPPO, train
+    from vlmrm_jax.pipeline import RunConfig
+    from vlmrm_jax.sweep_pipeline import train_sweep
 
-    env = make_env(env_name)
-    task = env.task_metric(prompts)
-    if task is None:
-        raise VlmrmError(f"--prompt {prompts[0]!r} has no ground-truth success criterion in {env_name}; pass one of "
-                         f"the paper's goal prompts to train with --train-steps")
-    runs = list(itertools.product(alphas, seeds))  # run i = (alpha, seed)
-    goal, baseline = clip.embed_text(prompts), clip.embed_text([baseline_prompt])
-    rewards = [GoalBaselineReward.from_embeddings(goal, baseline, a) for a, _ in runs]
-    config = PPOConfig(num_envs=args.num_envs, **{name: getattr(args, name) for name in
-                                                  ("episode_length", "unroll_length", "batch_size", "num_minibatches")
-                                                  if getattr(args, name) is not None})
-    render_fn, metrics_fn = env.make_render_fn(clip.image_size, clip.image_size), env.step_metrics_fn()
-
-    def make_train_env(weights, reward):
-        return wrap_for_vlm_training(env, episode_length=config.episode_length, render_fn=render_fn,
-                                     embed_fn=functools.partial(clip.embed_images, weights), reward=reward,
-                                     metrics_fn=metrics_fn)
-
-    devices = jax.devices()[:math.gcd(len(runs), jax.device_count())]  # the runs split evenly over these
-    sweep = SweepPPO(make_train_env, clip.params, rewards, [s for _, s in runs], config, devices=devices)
-    state = train(sweep, total_steps=args.train_steps, run_dir=prepare_run_dir(run_dir, resume=False), seed=0,
-                  log=log)
-
-    @jax.jit
-    def evaluate(weights, runs_state, stacked, key):  # every run's deterministic policy, vmapped over the runs
-        def one(run, reward):
-            policy = sweep.ppo.make_policy(sweep.ppo.policy_params(run), deterministic=True)
-            result = rollout(env, policy, key, num_episodes=args.eval_episodes, episode_length=config.episode_length,
-                             render_fn=render_fn, embed_fn=functools.partial(clip.embed_images, weights),
-                             reward=reward, metrics_fn=metrics_fn, keep_states=False)
-            return result.step_metrics[task] > 0.5, result.rewards.mean()
-
-        return jax.vmap(one)(runs_state, stacked)
-
-    holds, eval_rewards = evaluate(sweep.weights, state.runs, sweep.rewards, jax.random.PRNGKey(1))
-    return [{"alpha": float(alpha), "seed": int(seed), "task": task,
-             "success_rate": float(np.mean(env.episode_success(holds[i]))),
-             "eval_reward_mean": float(eval_rewards[i])} for i, (alpha, seed) in enumerate(runs)]
+    ppo = {"num_envs": args.num_envs, **{k: getattr(args, k) for k in
+                                         ("episode_length", "unroll_length", "batch_size", "num_minibatches")
+                                         if getattr(args, k) is not None}}
+    config = RunConfig(prompts=prompts, baseline_prompts=[baseline_prompt], model=name, env=env_name,
+                       total_steps=args.train_steps, seed=0, eval_episodes=args.eval_episodes, ppo=ppo)
+    runs = len(alphas) * len(seeds)
+    devices = jax.devices()[:math.gcd(runs, jax.device_count())]  # the runs split evenly over these
+    return train_sweep(config, alphas, seeds, run_dir, clip=clip, devices=devices, log=log)
 
 
 def _fmt(x) -> str:
@@ -309,11 +277,11 @@ def run(args: argparse.Namespace, log=print) -> dict:
         trained = ""
         if args.train_steps:
             slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)
-            results = train_and_evaluate(clip, args.env, prompts, captions.baseline_prompt, alphas, seeds, args,
-                                         out / "runs" / f"{i:02d}-{slug}", log=log)
+            results = train_and_evaluate(clip, resolve_zoo(name), args.env, prompts, captions.baseline_prompt,
+                                         alphas, seeds, args, out / "runs" / f"{i:02d}-{slug}", log=log)
             by_alpha = {r["alpha"]: r for r in qrows}
-            rows = [{**by_alpha[r["alpha"]], "seed": r["seed"], "success_rate": r["success_rate"],
-                     "eval_reward_mean": r["eval_reward_mean"]} for r in results]
+            rows = [{**by_alpha[float(r["alpha"])], "seed": int(r["seed"]), "success_rate": r["success_rate"],
+                     "eval_reward_mean": r["mean_reward"]} for r in results]
             trained = "; success rate " + ", ".join(
                 f"alpha {a:g}: {np.mean([r['success_rate'] for r in results if r['alpha'] == a]):.2f}"
                 for a in alphas) + f" ({len(seeds)} seeds, {results[0]['task']})"
