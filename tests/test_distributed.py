@@ -191,3 +191,30 @@ def test_distributed_sac_is_one_error_line(capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --distributed") and "--learner sac" in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_joins_on_import_only_when_asked_and_reports_a_failed_join(monkeypatch, capsys, tmp_path):
+    """``join_if_requested`` (run when an experiment module imports the CLI) joins only for ``--distributed``
+    without ``--help`` or SAC, and keeps its error for ``main`` to print as the one error line."""
+    from experiments import cartpole, training_cli
+
+    calls = []
+    monkeypatch.setattr(training_cli.distributed, "initialize", lambda: calls.append("joined"))
+    monkeypatch.setattr(training_cli, "_JOIN_ERROR", None)
+    for argv in (["--out", "x"], ["--distributed", "--help"], ["--distributed", "--learner", "sac"],
+                 ["--distributed", "--learner=sac"]):
+        training_cli.join_if_requested(argv)
+    assert calls == []
+    training_cli.join_if_requested(["--distributed", "--out", "x"])
+    assert calls == ["joined"]
+
+    def refuse():
+        raise VlmrmError("jax.distributed.initialize failed: coordinator_address should be defined.")
+
+    monkeypatch.setattr(training_cli.distributed, "initialize", refuse)
+    training_cli.join_if_requested(["--distributed"])
+    monkeypatch.setattr(training_cli.distributed, "initialize", lambda: calls.append("joined again"))
+    assert cartpole.main(["--distributed", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: jax.distributed.initialize failed: coordinator_address should be defined."], err
+    assert calls == ["joined"] and not (tmp_path / "run").exists()

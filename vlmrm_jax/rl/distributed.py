@@ -117,9 +117,16 @@ def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
     """Every array of ``tree`` replicated on all devices of ``mesh`` (e.g. CLIP weights loaded from the same files
     on every host); with one process ``jax.device_put``.
 
-    With several processes ``jax.device_put`` would have to move data between hosts, which the CPU and GPU
-    backends do not do, so each process fills its own devices from its own copy (``make_array_from_callback``):
-    ``tree`` must hold the same values on every process.
+    With several processes ``jax.device_put`` would have to move data between hosts, which jax 0.9.2's CPU backend
+    refuses ("does not support cross-host device transfers"), so each process fills its own devices from its own
+    copy (``make_array_from_callback``): ``tree`` must hold the same values on every process.
+
+    Args:
+        tree: pytree of arrays (any shapes and dtypes), the same on every process.
+        mesh: the devices to replicate over (may span several processes).
+
+    Returns:
+        ``tree`` with every leaf a ``jax.Array`` replicated over ``mesh``.
     """
     everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     if not is_multi_process():
