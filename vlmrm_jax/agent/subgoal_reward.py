@@ -48,7 +48,7 @@ def stack_rewards(rewards: Sequence[GoalBaselineReward]) -> GoalBaselineReward:
         raise VlmrmError("no subgoal rewards given; embed at least one subgoal caption")
     if len({r.alpha for r in rewards}) != 1:
         raise VlmrmError("the subgoal rewards have different alphas; build them with one alpha")
-    return jax.tree.map(lambda *x: jnp.stack(x), *rewards)
+    return GoalBaselineReward.stack(rewards).replace(alpha=rewards[0].alpha)
 
 
 def reward_of(rewards: GoalBaselineReward, subgoal: jax.Array) -> GoalBaselineReward:
