@@ -22,7 +22,7 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 #: Key of a checkpoint's meta holding the wall-clock seconds trained so far, summed over resumed sessions.
 WALL_TIME = "wall_s"
-#: A warning is printed when the ETA measured after the first iteration exceeds the promised time this many times.
+#: A warning is printed when the ETA measured after the second iteration exceeds the promised time this many times.
 SLOW_FACTOR = 3.0
 #: Compiling the first iteration took 1.9x (CartPole, ViT-B/32-sized CLIP), 3.4x (CartPole, cartpole-clip-tiny) and
 #: 6.9x (humanoid, humanoid-clip-tiny) as long as compiling ``init`` (reset, render and CLIP of the reset frame) on
@@ -92,8 +92,9 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
 
     Before the first iteration it logs ``compiling (first iteration, ~N s on this machine)``: N is the compile time
     measured by an earlier session of this run (the ``compile_s`` of its first metrics line), else
-    :data:`COMPILE_RATIO` times the time ``init`` took to compile. After it, one line with the measured compile and
-    run time and the ETA of the remaining iterations, and a warning when the whole run will take more than
+    :data:`COMPILE_RATIO` times the time ``init`` took to compile. After the second iteration (which compiles
+    nothing), one line with the first iteration's compile time (its wall time minus the second's), the run time of
+    an iteration and the ETA of the remaining ones, and a warning when the whole run will take more than
     :data:`SLOW_FACTOR` times ``expected_s``.
 
     With several processes (:mod:`vlmrm_jax.rl.distributed`, one per host, all calling ``train`` with the same
@@ -159,7 +160,7 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
     bar = tqdm(total=total_steps, initial=min(start_steps, total_steps), unit="step", unit_scale=True,
                disable=not show_progress, dynamic_ncols=True)
     t_start = t_ckpt = time.time()
-    first = True
+    first, first_dt = True, None
     try:
         with metrics_path.open("a") if main else contextlib.nullcontext() as metrics_file:
             while int(state.env_steps) < total_steps:
@@ -179,8 +180,11 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
                           "wall_s": wall_before + time.time() - t_start, **metrics}
                 if first:
                     record["compile_s"] = min(_COMPILE_CLOCK.seconds - clock, dt)
-                    _report_first_iteration(record["compile_s"], dt, steps - steps_before, total_steps - steps,
+                    first_dt = dt
+                elif first_dt is not None:  # the second iteration runs without compiling: time it for the ETA
+                    _report_first_iteration(max(first_dt - dt, 0.0), dt, steps - steps_before, total_steps - steps,
                                             record["wall_s"], expected_s, slow_hint, log)
+                    first_dt = None
                 if main:
                     metrics_file.write(json.dumps(record) + "\n")
                     metrics_file.flush()
@@ -200,10 +204,14 @@ def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, res
     return state
 
 
-def _report_first_iteration(compile_s: float, dt: float, steps: int, remaining: int, wall_s: float,
+def _report_first_iteration(compile_s: float, run_s: float, steps: int, remaining: int, wall_s: float,
                             expected_s: float | None, slow_hint: str, log: Callable[[str], None]) -> None:
-    """Logs the measured compile and run time of the first iteration, the ETA, and the too-slow warning."""
-    run_s = max(dt - compile_s, 1e-3)
+    """Logs, after the second iteration, the first one's compile time (its wall time minus the second's), the run
+    time of one iteration (the second's), the ETA, and the too-slow warning.
+
+    JAX's compile events (:class:`_CompileClock`) overlap, so their sum can exceed the first iteration's wall time:
+    they only feed the rough estimate printed before a run's first compile."""
+    run_s = max(run_s, 1e-3)
     eta = run_s * math.ceil(max(remaining, 0) / max(steps, 1))
     log(f"first iteration: compiled in {_duration(compile_s)}, ran in {run_s:.1f} s ({steps / run_s:.0f} env "
         f"steps/s); ETA {_duration(eta)} for the remaining {max(remaining, 0):,} env steps")
