@@ -69,14 +69,12 @@ def plot_success_curve(records: Sequence[dict], path: str | Path, title: str = "
         path: output PNG.
         title: figure title (e.g. the instruction and learner).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     path = Path(path)
     steps = [r["env_steps"] for r in records]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    fig = Figure(figsize=(7, 4), dpi=110)
+    ax = fig.subplots()
     names = {"success_rate": "success rate (collecting, ground truth)",
              "greedy_success_rate": "success rate (greedy, ground truth)",
              "subgoals_reached": "fraction of subgoals detected"}
@@ -90,5 +88,4 @@ def plot_success_curve(records: Sequence[dict], path: str | Path, title: str = "
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path

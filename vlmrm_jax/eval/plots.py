@@ -8,9 +8,7 @@ from typing import Sequence
 
 import matplotlib
 import numpy as np
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # figures without pyplot: no global backend change, safe in notebooks
 
 
 def plot_reward_curve(records: Sequence[dict], path: str | Path, title: str = "", keys: Sequence[str] = ()) -> Path:
@@ -24,7 +22,8 @@ def plot_reward_curve(records: Sequence[dict], path: str | Path, title: str = ""
     """
     path = Path(path)
     steps = [r["env_steps"] for r in records]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    fig = Figure(figsize=(7, 4), dpi=110)
+    ax = fig.subplots()
     ax.plot(steps, [r["reward_mean"] for r in records], color="tab:blue", label="mean VLM reward")
     ax.set_xlabel("env steps")
     ax.set_ylabel("mean VLM reward per step", color="tab:blue")
@@ -39,7 +38,6 @@ def plot_reward_curve(records: Sequence[dict], path: str | Path, title: str = ""
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -82,7 +80,7 @@ def plot_reward_landscape(axes: Sequence, grid, true_rewards, clip_rewards, alph
     true = _min_max(true_rewards).reshape(shape)
     clip = [_min_max(r).reshape(shape) for r in np.asarray(clip_rewards)]
     labels = [f"alpha={a:g} (EPIC {d:.3f})" for a, d in zip(alphas, epic)]
-    colours = plt.cm.viridis(np.linspace(0.0, 0.9, len(alphas)))
+    colours = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.9, len(alphas)))
     label_of = lambda a: f"{a.name} ({a.unit})" if a.unit else a.name  # noqa: E731
 
     def lines(ax, axis, take):
@@ -95,12 +93,13 @@ def plot_reward_landscape(axes: Sequence, grid, true_rewards, clip_rewards, alph
         ax.grid(alpha=0.3)
 
     if len(shape) == 1:
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+        fig = Figure(figsize=(7, 4), dpi=110)
+        ax = fig.subplots()
         lines(ax, axes[0], lambda r: r)
         ax.legend(fontsize=7, loc="best", framealpha=0.8)
     else:
         heat = len(alphas) + 1
-        fig = plt.figure(figsize=(max(10, 2.2 * heat), 7.5), dpi=110)
+        fig = Figure(figsize=(max(10, 2.2 * heat), 7.5), dpi=110)
         spec = fig.add_gridspec(2, 2 * heat)
         middle = [int(np.argmin(np.abs(a.values()))) for a in axes]
         for k in range(2):
@@ -123,5 +122,4 @@ def plot_reward_landscape(axes: Sequence, grid, true_rewards, clip_rewards, alph
     fig.suptitle(textwrap.fill(title, 110 if len(shape) == 2 else 80), fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path

@@ -310,17 +310,16 @@ def plot_scaling(rows: Sequence[Mapping], path: str | Path, title: str = "") -> 
         VlmrmError: if ``rows`` is empty.
     """
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     if not rows:
         raise VlmrmError("no rows to plot; evaluate at least one model")
     trained = any(r.get("success_rate") is not None for r in rows)
-    fig, axes = plt.subplots(1, 3 if trained else 2, figsize=(13 if trained else 9, 3.8), squeeze=False)
+    fig = Figure(figsize=(13 if trained else 9, 3.8))
+    axes = fig.subplots(1, 3 if trained else 2, squeeze=False)
     axes = axes[0]
     alphas = sorted({float(r["alpha"]) for r in rows})
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
     def series(alpha, key):
         points: dict[int, list] = {}
@@ -367,5 +366,4 @@ def plot_scaling(rows: Sequence[Mapping], path: str | Path, title: str = "") -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
