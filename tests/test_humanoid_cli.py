@@ -66,6 +66,7 @@ def test_resume_refuses_a_changed_look_or_camera(flag, value, stored, capsys, tm
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith(f"error: {flag} {value!r} differs from the run in {out}, trained with {stored!r}"), err
     assert (out / "config.json").read_text() == before
+    assert not (out / "checkpoints").exists()  # a refused resume leaves the run directory as it was
 
 
 def test_resume_keeps_the_stored_options_and_takes_matching_flags(tmp_path, tiny_clip_dir):

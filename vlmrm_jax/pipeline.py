@@ -351,9 +351,11 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
     out = prepare_run_dir(out, resume)
     if resume:
         stored = RunConfig.load(out)
-        checkpoints = Checkpoints(out / CHECKPOINT_DIR)
-        trained = checkpoints.latest_step()
-        checkpoints.close()
+        trained = None
+        if (out / CHECKPOINT_DIR).exists():  # Checkpoints() would create the directory of a refused resume
+            checkpoints = Checkpoints(out / CHECKPOINT_DIR)
+            trained = checkpoints.latest_step()
+            checkpoints.close()
         config = stored if config is None else config
         check_resume(stored, config, trained, out)
         if distributed.is_multi_process() and config.learner != "ppo":

@@ -164,7 +164,7 @@ def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
     step compiles once."""
     params = jax.tree.map(jnp.array, params)
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
-    return jax.device_put(state, jax.devices()[0])
+    return jax.device_put(state, jax.local_devices()[0])
 
 
 def make_train_step(clip: CLIP, optimizer: optax.GradientTransformation, text: TextBatch,

@@ -172,7 +172,7 @@ def _check_params(params: dict, arch: T5Architecture) -> Any:
             raise _Failure(f"its weight {'/'.join(key)} has shape {tuple(np.shape(flat[key]))}, but config.json "
                            f"needs {tuple(spec.shape)}; the weights file does not belong to this config")
     kept = {k: np.asarray(flat[k], np.float32) for k in expected}
-    return jax.device_put(unflatten_dict(kept), jax.devices()[0])
+    return jax.device_put(unflatten_dict(kept), jax.local_devices()[0])
 
 
 def _load_tokenizer(source: str, offline: bool, label: str) -> T5TokenizerFast:

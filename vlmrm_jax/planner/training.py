@@ -188,7 +188,7 @@ def fit(model: T5, params: Any, train: Pairs, config: TrainConfig, out: str | Pa
     checkpoints = Checkpoints(out / CHECKPOINT_DIR, max_to_keep=2)
     params = jax.tree.map(jnp.array, params)  # the step donates its state; the caller's weights must survive
     state = jax.device_put(TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                                      opt_state=optimizer.init(params)), jax.devices()[0])
+                                      opt_state=optimizer.init(params)), jax.local_devices()[0])
     if resume:
         state, _ = checkpoints.restore(state)
         log(f"resumed from step {int(state.step)} in {out / CHECKPOINT_DIR}")
