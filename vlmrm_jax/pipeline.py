@@ -228,14 +228,23 @@ def build(config: RunConfig) -> Pipeline:
     render_fn = env.make_render_fn(size, size, shadows=config.shadows)
     metrics_fn = env.step_metrics_fn()
     learner_config = config.learner_config()
+    make_train_env = training_env_factory(env, clip, render_fn, metrics_fn, learner_config.episode_length)
+    learner = (VLMSAC if config.learner == "sac" else VLMPPO)(lambda weights: make_train_env(weights, reward),
+                                                               clip.params, learner_config)
+    return Pipeline(config, env, clip, reward, render_fn, metrics_fn, learner)
 
-    def make_train_env(weights) -> Env:
-        return wrap_for_vlm_training(env, episode_length=learner_config.episode_length, render_fn=render_fn,
+
+def training_env_factory(env: Any, clip: CLIP, render_fn: Callable, metrics_fn: Callable | None,
+                         episode_length: int) -> Callable[[Any, GoalBaselineReward], Env]:
+    """``(weights, reward) -> batched training env``: the :func:`~vlmrm_jax.envs.wrappers.wrap_for_vlm_training`
+    stack of ``env`` whose reward embeds ``render_fn``'s frames with ``clip`` at ``weights`` and scores them with
+    ``reward``; called inside traced functions with traced weights (:class:`VLMPPO`) and rewards (a sweep)."""
+    def make_train_env(weights, reward: GoalBaselineReward) -> Env:
+        return wrap_for_vlm_training(env, episode_length=episode_length, render_fn=render_fn,
                                      embed_fn=functools.partial(clip.embed_images, weights), reward=reward,
                                      metrics_fn=metrics_fn)
 
-    learner = (VLMSAC if config.learner == "sac" else VLMPPO)(make_train_env, clip.params, learner_config)
-    return Pipeline(config, env, clip, reward, render_fn, metrics_fn, learner)
+    return make_train_env
 
 
 def check_run_dir(out: str | Path, resume: bool) -> Path:
@@ -351,11 +360,7 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
     out = prepare_run_dir(out, resume)
     if resume:
         stored = RunConfig.load(out)
-        trained = None
-        if (out / CHECKPOINT_DIR).exists():  # Checkpoints() would create the directory of a refused resume
-            checkpoints = Checkpoints(out / CHECKPOINT_DIR)
-            trained = checkpoints.latest_step()
-            checkpoints.close()
+        trained = trained_steps(out)
         config = stored if config is None else config
         check_resume(stored, config, trained, out)
         if distributed.is_multi_process() and config.learner != "ppo":
@@ -385,6 +390,48 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
         plot_reward_curve(read_metrics(out), out / "reward_curve.png", title=" / ".join(config.prompts),
                           keys=[f"env/{task}"] if task else ())
     return evaluate_pipeline(pipeline, state, out, log=log)
+
+
+def trained_steps(out: Path) -> int | None:
+    """The env step of the latest checkpoint in ``out/checkpoints``, or None; creates nothing (a refused resume
+    leaves the run directory as it was)."""
+    if not (out / CHECKPOINT_DIR).exists():
+        return None
+    checkpoints = Checkpoints(out / CHECKPOINT_DIR)
+    try:
+        return checkpoints.latest_step()
+    finally:
+        checkpoints.close()
+
+
+def rollout_summary(env: Any, prompts: list[str], rewards: np.ndarray, step_metrics: dict, env_steps: int) -> dict:
+    """The evaluation summary of one policy's rollout.
+
+    Args:
+        env: the unbatched env (its ``task_metric`` and ``episode_success``).
+        prompts: the run's goal prompts.
+        rewards: float32 [T, B], the VLM reward per step and episode.
+        step_metrics: {name: float32 [T, B]} ground-truth per-step values (1 = holds); ``vlm_reward`` is skipped.
+        env_steps: env steps the policy was trained for.
+
+    Returns:
+        {"env_steps", "episodes" (B), "mean_reward", "prompts", "task", "success_rate" (of the task, or None), and per
+        step metric ``<name>/fraction_of_steps`` and ``<name>/success_rate`` (the env's ``episode_success`` rule;
+        VLM-RM's: the criterion holds on at least 50% of the steps)}.
+    """
+    rewards = np.asarray(rewards)
+    task = env.task_metric(prompts)
+    summary = {"env_steps": int(env_steps), "episodes": int(rewards.shape[1]), "mean_reward": float(rewards.mean()),
+               "prompts": prompts, "task": task, "success_rate": None}
+    for name, values in step_metrics.items():
+        if name == "vlm_reward":
+            continue
+        holds = np.asarray(values) > 0.5  # [T, B]
+        summary[f"{name}/fraction_of_steps"] = float(holds.mean())
+        summary[f"{name}/success_rate"] = float(np.mean(env.episode_success(holds)))
+    if task is not None:
+        summary["success_rate"] = summary[f"{task}/success_rate"]
+    return summary
 
 
 def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int = 1,
@@ -420,17 +467,8 @@ def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int =
 
     result = run(pipeline.clip.params, jax.random.PRNGKey(seed))
     rewards = np.asarray(result.rewards)
-    task = pipeline.env.task_metric(config.prompts)
-    summary = {"env_steps": env_steps, "episodes": config.eval_episodes,
-               "mean_reward": float(rewards.mean()), "prompts": config.prompts, "task": task, "success_rate": None}
-    for name, values in result.step_metrics.items():
-        if name == "vlm_reward":
-            continue
-        holds = np.asarray(values) > 0.5  # [T, B]
-        summary[f"{name}/fraction_of_steps"] = float(holds.mean())
-        summary[f"{name}/success_rate"] = float(np.mean(pipeline.env.episode_success(holds)))
-    if task is not None:
-        summary["success_rate"] = summary[f"{task}/success_rate"]
+    summary = rollout_summary(pipeline.env, config.prompts, rewards, result.step_metrics, env_steps)
+    task = summary["task"]
     if not distributed.is_main_process():
         return summary
     video_render = pipeline.env.make_render_fn(config.video_size, config.video_size, shadows=config.shadows)

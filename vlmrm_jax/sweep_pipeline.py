@@ -19,19 +19,16 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
-import numpy as np
-from brax.envs.base import Env
 
 from vlmrm_jax.envs import make_env
-from vlmrm_jax.envs.wrappers import wrap_for_vlm_training
 from vlmrm_jax.errors import VlmrmError
 from vlmrm_jax.eval.rollout import rollout
 from vlmrm_jax.models import CLIP
-from vlmrm_jax.pipeline import Pipeline, RunConfig, check_resume, prepare_run_dir
+from vlmrm_jax.pipeline import (Pipeline, RunConfig, check_resume, prepare_run_dir, rollout_summary,
+                                training_env_factory, trained_steps)
 from vlmrm_jax.rewards import GoalBaselineReward, check_alpha
 from vlmrm_jax.rl import SweepPPO, SweepState, distributed, train
-from vlmrm_jax.rl.checkpoint import Checkpoints, save_json_atomic
-from vlmrm_jax.rl.trainer import CHECKPOINT_DIR
+from vlmrm_jax.rl.checkpoint import save_json_atomic
 
 #: The sweep's description in its run directory: the base RunConfig, the alphas, the seeds and the runs.
 SWEEP_FILE = "sweep.json"
@@ -123,12 +120,7 @@ def build_sweep(config: RunConfig, alphas: Sequence[float], seeds: Sequence[int]
     render_fn = env.make_render_fn(size, size, shadows=config.shadows)
     metrics_fn = env.step_metrics_fn()
     ppo_config = config.ppo_config()
-
-    def make_train_env(weights, reward) -> Env:
-        return wrap_for_vlm_training(env, episode_length=ppo_config.episode_length, render_fn=render_fn,
-                                     embed_fn=functools.partial(clip.embed_images, weights), reward=reward,
-                                     metrics_fn=metrics_fn)
-
+    make_train_env = training_env_factory(env, clip, render_fn, metrics_fn, ppo_config.episode_length)
     rewards = [by_alpha[a] for a, _ in runs]
     sweep = SweepPPO(make_train_env, clip.params, rewards, [s for _, s in runs], ppo_config, devices=devices)
     return SweepPipeline(config, sweep.alphas, sweep.seeds, env, clip, rewards, render_fn, metrics_fn, sweep)
@@ -170,23 +162,10 @@ def evaluate_sweep(sp: SweepPipeline, state: SweepState, *, seed: int = 1,
     params = (state.runs.normalizer_params, state.runs.params.policy, state.runs.params.value)
     rewards, step_metrics = distributed.host_value(
         run(sp.sweep.weights, sp.sweep.rewards, params, jax.random.PRNGKey(seed)))
-    task = sp.env.task_metric(config.prompts)
-    env_steps = int(state.env_steps)
-    summaries = []
-    for i in range(sp.num_runs):
-        summary = {"run": i, "alpha": sp.alphas[i], "seed": sp.seeds[i], "env_steps": env_steps,
-                   "episodes": episodes, "mean_reward": float(np.mean(rewards[i])), "prompts": config.prompts,
-                   "task": task, "success_rate": None}
-        for name, values in step_metrics.items():
-            if name == "vlm_reward":
-                continue
-            holds = np.asarray(values[i]) > 0.5  # [T, B]
-            summary[f"{name}/fraction_of_steps"] = float(holds.mean())
-            summary[f"{name}/success_rate"] = float(np.mean(sp.env.episode_success(holds)))
-        if task is not None:
-            summary["success_rate"] = summary[f"{task}/success_rate"]
-        summaries.append(summary)
-    return summaries
+    return [{"run": i, "alpha": sp.alphas[i], "seed": sp.seeds[i],
+             **rollout_summary(sp.env, config.prompts, rewards[i], {k: v[i] for k, v in step_metrics.items()},
+                               int(state.env_steps))}
+            for i in range(sp.num_runs)]
 
 
 def train_sweep(config: RunConfig | None, alphas: Sequence[float] | None, seeds: Sequence[int] | None,
@@ -230,11 +209,8 @@ def train_sweep(config: RunConfig | None, alphas: Sequence[float] | None, seeds:
                 raise VlmrmError(f"--{name} {list(given)} differ from the sweep in {out}, trained with {kept}; drop "
                                  f"--{name}, or start a new sweep in another --out")
         alphas, seeds = stored["alphas"], stored["seeds"]
-        checkpoints = Checkpoints(out / CHECKPOINT_DIR)
-        trained = checkpoints.latest_step()
-        checkpoints.close()
         config = stored_config if config is None else config
-        check_resume(stored_config, config, trained, out)
+        check_resume(stored_config, config, trained_steps(out), out)
     sp = build_sweep(config, alphas, seeds, clip=clip, devices=devices)
     alphas, seeds = _check_runs(alphas, seeds)
     description = {"config": dataclasses.asdict(config), "alphas": list(alphas), "seeds": [int(s) for s in seeds],
