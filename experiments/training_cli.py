@@ -53,7 +53,8 @@ class Task:
         baseline_prompt: default baseline prompt (the paper's).
         episode_length: default env steps per episode (the paper's).
         presets: preset name ("cpu", "accelerator") -> {"total_steps": int, "ppo": PPOConfig fields, and optionally
-            "minutes": the wall time it promises on a 2-core CPU, warned about when a run will take far longer}.
+            "sac": SACConfig fields used with ``--learner sac`` (the SAC flags override them) and "minutes": the
+            wall time it promises on a 2-core CPU, warned about when a run will take far longer}.
         description: the ``--help`` text (the experiment's module docstring).
         add_env_arguments: adds env-specific flags to the parser (e.g. MountainCar's ``--look``).
         env_options: parsed arguments -> keyword options of the env, keyed by the dest of the flag that sets each.
@@ -213,8 +214,10 @@ def config_fields(task: Task, args: argparse.Namespace, only_given: bool = False
         if ppo_only:
             raise VlmrmError(f"{ppo_only[0]} is a PPO flag; drop it with --learner sac (SAC takes "
                              f"{', '.join('--' + f for f in SAC_SHARED_FLAGS)})")
-        fields["sac"] = {name.replace("-", "_"): getattr(args, name.replace("-", "_")) for name in SAC_SHARED_FLAGS
-                         if getattr(args, name.replace("-", "_")) is not None}
+        sac = dict(preset.get("sac", {})) if use("preset") else {}
+        sac.update({name.replace("-", "_"): getattr(args, name.replace("-", "_")) for name in SAC_SHARED_FLAGS
+                    if getattr(args, name.replace("-", "_")) is not None})
+        fields["sac"] = sac
     if args.total_steps is not None:
         fields["total_steps"] = args.total_steps
     elif use("preset"):

@@ -126,3 +126,19 @@ def test_cpu_preset_picks_the_shipped_model_without_the_hub(monkeypatch):
     assert model == "humanoid-clip-tiny" and "shipped in-domain model" in why
     assert pipeline.choose_model("openai/clip-vit-base-patch32", env="humanoid", prefer_hub=False)[0] == \
         "openai/clip-vit-base-patch32"
+
+
+def test_sac_takes_the_presets_sac_fields_under_its_flags():
+    """A preset's ``sac`` fields reach ``RunConfig.sac`` with ``--learner sac``; a SAC flag overrides them; PPO runs
+    ignore them."""
+    import dataclasses
+
+    from experiments.training_cli import config_fields, parse_args
+
+    presets = {name: dict(p, sac={"discounting": 0.9999, "batch_size": 256}) for name, p in humanoid.TASK.presets.items()}
+    task = dataclasses.replace(humanoid.TASK, presets=presets)
+    fields = config_fields(task, parse_args(task, ["--learner", "sac", "--preset", "cpu"]))
+    assert fields["sac"] == {"discounting": 0.9999, "batch_size": 256}
+    fields = config_fields(task, parse_args(task, ["--learner", "sac", "--preset", "cpu", "--discounting", "0.95"]))
+    assert fields["sac"] == {"discounting": 0.95, "batch_size": 256}
+    assert "sac" not in config_fields(task, parse_args(task, ["--preset", "cpu"]))
