@@ -13,6 +13,11 @@ reuse of past data, skill scheduling, learning from observation.
    collection. Arm "scratch" learns each task alone (its first task is the reuse arm's first task: no data yet, so
    it is run once and shared). Writes <out>/<arm>/<task>/ (metrics.jsonl, checkpoints/, policy.msgpack),
    <out>/reuse/skills.json, <out>/reuse.json (env steps to 50% success per task and arm) and reuse_curves.png.
+   --resume continues a killed protocol (killed at any point) from its last checkpoints and ends with what an
+   uninterrupted run gives: finished tasks are skipped, an unfinished one resumes from its trainer checkpoint, and
+   the lifelong buffer is rebuilt from <out>/reuse/<task>/episodes/ (one file per collection, keyed by env step;
+   those after the checkpoint are dropped). The settings come from <out>/<arm>/protocol.json; flags given with
+   --resume must equal them (except --checkpoint-every and --no-progress).
 2. --schedule INSTRUCTION: the planner decomposes an instruction never trained as a task; every subgoal must be a
    skill learned in <out>/reuse; each skill (the policy of the task that learned it) acts until the detector sees
    its subgoal. Greedy episodes, no training; success by the env's ground truth, with failure modes. Writes
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -45,6 +51,14 @@ ARMS = ("reuse", "scratch")
 DETECTORS = ("clip", "truth")
 DEFAULT_MODEL = "stacking-clip-tiny"
 SKILLS_FILE = "skills.json"
+#: The settings of one arm's protocol, in <out>/<arm>/, checked by --resume.
+PROTOCOL_FILE = "protocol.json"
+#: Where a reuse-arm task keeps the episodes it added to the lifelong buffer (:class:`EpisodeLog`), for --resume.
+EPISODES_DIR = "episodes"
+#: The flags (argparse dests) that fix a protocol's results: saved in PROTOCOL_FILE; --resume refuses other values.
+PROTOCOL_SETTINGS = ("tasks", "arms", "detector", "model", "planner", "total_steps", "num_envs", "episode_length",
+                     "bc_steps", "bc_batch_size", "buffer_capacity", "seed_bc_steps", "grid", "epsilon",
+                     "image_size", "no_shadows", "seed")
 #: Expert episodes rolled out together per task (the batch the expert's ground-truth run uses too).
 EXPERT_BATCH = 32
 #: Gamma of the ground-truth ablation (its "similarities" are 0/1 subgoal bits).
@@ -117,15 +131,19 @@ def agent_config(args):
 
 
 class _Recording:
-    """A learner for :func:`vlmrm_jax.rl.train` that also appends every collected episode to a lifelong buffer."""
+    """A learner for :func:`vlmrm_jax.rl.train` that also appends every collected episode to a lifelong buffer and,
+    with an ``episode_log``, writes them to disk keyed by the env step the iteration reached (before the trainer can
+    checkpoint that step, so every checkpoint's episodes are on disk)."""
 
-    def __init__(self, agent, init, lifelong, task):
-        self.agent, self.init, self.lifelong, self.task = agent, init, lifelong, task
+    def __init__(self, agent, init, lifelong, task, episode_log=None):
+        self.agent, self.init, self.lifelong, self.task, self.episode_log = agent, init, lifelong, task, episode_log
 
     def iteration(self, state):
         state, metrics, traj = self.agent.iteration_with_trajectory(state)
         if self.lifelong is not None:
-            self.lifelong.add(traj, self.task)
+            episodes = self.lifelong.add(traj, self.task)
+            if self.episode_log is not None:
+                self.episode_log.write(int(state.env_steps), episodes)
         return state, metrics
 
 
@@ -142,15 +160,18 @@ def build_task(task_key: str, plan: list[int], args):
     return det, agent
 
 
-def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Path, built, log=print) -> dict:
+def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Path, built, log=print,
+               resume: bool = False) -> dict:
     """Learns one task of the protocol in ``out/<arm>/<task>`` with the learner of :func:`build_task`; with
-    ``lifelong`` (the reuse arm) seeds from its relabelled episodes first and adds every new episode to it. Returns
-    the task's summary."""
+    ``lifelong`` (the reuse arm) seeds from its relabelled episodes first and adds every new episode to it (and to
+    the task's :class:`EpisodeLog`). With ``resume``, continues the task from its latest trainer checkpoint (from
+    the start with none), first adding to ``lifelong`` the episodes the task had collected up to that checkpoint.
+    Returns the task's summary."""
     import flax.serialization
     import jax
 
     from experiments.stacking import smoothed_success, steps_to
-    from vlmrm_jax.agent.lifelong import seed_agent
+    from vlmrm_jax.agent.lifelong import EpisodeLog
     from vlmrm_jax.agent.outputs import evaluate
     from vlmrm_jax.rl import read_metrics, train
 
@@ -165,15 +186,26 @@ def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Pa
         log(f"{task_key}: relabelled {len(lifelong)} past episodes: {int(keep.sum())} qualify "
             f"({summary['relabelled_all_subgoals']} reach every subgoal by the detector); seeding "
             f"{args.seed_bc_steps} BC steps")
-        init = jax.jit(lambda rng: seed_agent(agent, agent.init(rng), relabelled, args.seed_bc_steps)[0])
+        seeding = _seeding()
+        init = lambda rng: seeding(agent, rng, relabelled, args.seed_bc_steps)  # noqa: E731
     run_dir = out / arm / task_key
-    run_dir.mkdir(parents=True, exist_ok=False)
-    state = train(_Recording(agent, init, lifelong if arm == "reuse" else None, task_key),
-                  total_steps=args.total_steps, run_dir=run_dir, seed=args.seed, log=log,
-                  show_progress=not args.no_progress)
+    run_dir.mkdir(parents=True, exist_ok=resume)
+    episode_log = EpisodeLog(run_dir / EPISODES_DIR) if arm == "reuse" else None
+    if arm == "reuse":
+        step = _checkpoint_step(run_dir) if resume else None
+        episode_log.truncate(step)  # the iterations after the checkpoint run again and write their episodes again
+        for episodes in episode_log.read():
+            lifelong.extend(episodes, task_key)
+        if step is not None:
+            log(f"{task_key}: resuming at env step {step} with the {len(lifelong)} episodes the lifelong buffer "
+                f"held then")
+    state = train(_Recording(agent, init, lifelong if arm == "reuse" else None, task_key, episode_log),
+                  total_steps=args.total_steps, run_dir=run_dir, seed=args.seed, log=log, resume=resume,
+                  checkpoint_every_s=args.checkpoint_every, show_progress=not args.no_progress)
     records = read_metrics(run_dir)
     greedy, _ = evaluate(agent, state, jax.random.PRNGKey(args.seed + 1), agent.config.num_envs)
-    (run_dir / "policy.msgpack").write_bytes(flax.serialization.msgpack_serialize(jax.device_get(state.params)))
+    _write_atomic(run_dir / "policy.msgpack",
+                  flax.serialization.msgpack_serialize(jax.device_get(state.params)))
     summary.update(env_steps=int(state.env_steps), steps_to_50pct=steps_to(records, 0.5),
                    best_smoothed_success_rate=max(smoothed_success(records), default=0.0),
                    greedy_success_rate=greedy["success_rate"],
@@ -183,25 +215,57 @@ def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Pa
     return summary
 
 
-def run_reuse(args, out: Path, log=print) -> dict:
-    """Ability 1 (see the module docstring); returns the reuse.json contents."""
+@functools.cache
+def _seeding():
+    """The jitted seeded init ``(agent, rng, relabelled, bc_steps) -> state``: the relabelled episodes are an
+    argument, not constants baked into the program, and one compile serves every session in a process."""
+    import jax
+
+    from vlmrm_jax.agent.lifelong import seed_agent
+
+    return jax.jit(lambda agent, rng, relabelled, bc_steps: seed_agent(agent, agent.init(rng), relabelled,
+                                                                       bc_steps)[0], static_argnums=(0, 3))
+
+
+def run_reuse(args, out: Path, log=print, resume: bool = False) -> dict:
+    """Ability 1 (see the module docstring); returns the reuse.json contents.
+
+    Without ``resume`` the arms' directories must not exist yet (:func:`main` checks): each is created holding its
+    PROTOCOL_FILE. With ``resume`` (``args`` as :func:`resume_args` returns them), the tasks whose summary is in
+    reuse.json and whose policy.msgpack exists are skipped (a skipped reuse-arm task's episodes re-enter the
+    lifelong buffer from its EpisodeLog) and the first unfinished one continues from its trainer checkpoint, so
+    reuse.json and lifelong.npz end as an uninterrupted run's.
+    """
+    from vlmrm_jax.agent.lifelong import EpisodeLog
     from vlmrm_jax.envs.stacking.language import SUBGOALS, get_task
     from vlmrm_jax.rl.checkpoint import save_json_atomic
 
     tasks = [get_task(t) for t in args.tasks]
     plans = [plan_ids(args.planner, t.instruction) for t in tasks]
     embedding = (1, len(SUBGOALS)) if args.detector == "truth" else None
-    results: dict = {"config": {k: v for k, v in vars(args).items() if not callable(v)}, "arms": {}}
+    if not resume:
+        for arm in args.arms:
+            _new_arm_dir(out / arm, protocol_settings(args))
+    done = _finished(out, args) if resume else {arm: [] for arm in args.arms}
+    results: dict = {"config": _config(args), "arms": {arm: [] for arm in args.arms}}
     lifelong = _new_lifelong(args, embedding) if "reuse" in args.arms else None
-    results["arms"] = {arm: [] for arm in args.arms}
     for i, (task, plan) in enumerate(zip(tasks, plans)):
-        built = build_task(task.key, plan, args)
+        built = None
         for arm in sorted(args.arms):  # "reuse" first: the scratch arm of the first task is the same run
+            if i < len(done[arm]):
+                results["arms"][arm].append(done[arm][i])
+                if arm == "reuse":  # the finished task's episodes, as its iterations added them
+                    for episodes in EpisodeLog(out / arm / task.key / EPISODES_DIR).read():
+                        lifelong.extend(episodes, task.key)
+                log(f"{arm} {task.key}: finished earlier (in {out / 'reuse.json'}), skipped")
+                continue
             if arm == "scratch" and i == 0 and "reuse" in args.arms:
                 results["arms"][arm].append(dict(results["arms"]["reuse"][0], arm="scratch",
                                                  note="same run as the reuse arm's first task (no past data yet)"))
-                continue
-            results["arms"][arm].append(train_task(task.key, plan, arm, lifelong, args, out, built, log))
+            else:
+                built = built or build_task(task.key, plan, args)
+                results["arms"][arm].append(train_task(task.key, plan, arm, lifelong, args, out, built, log,
+                                                       resume=resume))
             if arm == "reuse":
                 lifelong.save(out / "lifelong.npz")
                 _write_skills(out, args, tasks[:i + 1], plans[:i + 1])
@@ -209,6 +273,96 @@ def run_reuse(args, out: Path, log=print) -> dict:
             save_json_atomic(out / "reuse.json", results)
     plot_reuse(results, out / "reuse_curves.png")
     return results
+
+
+def protocol_settings(args) -> dict:
+    """The PROTOCOL_SETTINGS of ``args`` (what <out>/<arm>/protocol.json holds)."""
+    return {k: getattr(args, k) for k in PROTOCOL_SETTINGS}
+
+
+def _config(args) -> dict:
+    """reuse.json's "config": every flag but how this session was started (--resume)."""
+    return {k: v for k, v in vars(args).items() if not callable(v) and k not in ("resume", "given")}
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _new_arm_dir(path: Path, settings: dict) -> None:
+    """Creates an arm's directory holding its PROTOCOL_FILE, all or nothing (so a kill leaves no arm directory
+    without its settings)."""
+    from vlmrm_jax.atomic import atomic_directory
+
+    with atomic_directory(path) as tmp:
+        (tmp / PROTOCOL_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True))
+
+
+def _checkpoint_step(run_dir: Path) -> int | None:
+    """The env step of a task run's latest complete trainer checkpoint (None with none), read without creating
+    anything."""
+    from vlmrm_jax.rl.checkpoint import Checkpoints
+    from vlmrm_jax.rl.trainer import CHECKPOINT_DIR
+
+    if not (run_dir / CHECKPOINT_DIR).is_dir():
+        return None
+    checkpoints = Checkpoints(run_dir / CHECKPOINT_DIR)
+    try:
+        return checkpoints.latest_step()
+    finally:
+        checkpoints.close()
+
+
+def _finished(out: Path, args) -> dict[str, list[dict]]:
+    """Per arm, the summaries of the protocol's leading tasks that a killed run finished: in reuse.json, in the
+    protocol's order, with their policy.msgpack written (the scratch arm's first task is the reuse arm's run when
+    both arms run together)."""
+    path = out / "reuse.json"
+    saved = json.loads(path.read_text()).get("arms", {}) if path.is_file() else {}
+    done = {}
+    for arm in args.arms:
+        done[arm] = []
+        for i, (task, summary) in enumerate(zip(args.tasks, saved.get(arm, []))):
+            policy_arm = "reuse" if arm == "scratch" and i == 0 and "reuse" in args.arms else arm
+            if summary.get("task") != task or not (out / policy_arm / task / "policy.msgpack").is_file():
+                break
+            done[arm].append(summary)
+    if "reuse" in done and "scratch" in done and not done["reuse"]:
+        done["scratch"] = []  # its first task is the reuse arm's run
+    return done
+
+
+def resume_args(args, out: Path) -> argparse.Namespace:
+    """``args`` with the protocol's saved settings (<out>/<arm>/protocol.json) for the flags not typed, for
+    ``--resume``.
+
+    Raises:
+        VlmrmError: ``out`` holds no protocol, two protocols run apart without --arms saying which, or a typed flag
+            differs from the saved setting (one line naming the flag, the saved value and the fix).
+    """
+    arms = args.arms if "arms" in args.given else [a for a in ARMS if (out / a / PROTOCOL_FILE).is_file()]
+    missing = [a for a in arms if not (out / a / PROTOCOL_FILE).is_file()]
+    if not arms or missing:
+        where = out / (missing[0] if missing else "<arm>") / PROTOCOL_FILE
+        raise VlmrmError(f"--resume given but {out} holds no reuse protocol to continue ({where} missing); drop "
+                         f"--resume to start one there, or pass the --out of the killed protocol")
+    stored = [json.loads((out / a / PROTOCOL_FILE).read_text()) for a in arms]
+    if any(s != stored[0] for s in stored[1:]):
+        raise VlmrmError(f"{out} holds the arms {', '.join(arms)} run as separate protocols; pass --arms to say "
+                         f"which one to resume")
+    saved = stored[0]
+    for dest in PROTOCOL_SETTINGS:
+        if dest in args.given and getattr(args, dest) != saved[dest]:
+            raise VlmrmError(f"{_flag(dest)} {getattr(args, dest)!r} differs from the protocol in {out}, run with "
+                             f"{saved[dest]!r}; a resumed protocol can change only --checkpoint-every: drop the "
+                             f"flag, or start a new protocol in another --out")
+    return argparse.Namespace(**{**vars(args), **saved})
 
 
 def _merged(path: Path, results: dict) -> dict:
@@ -533,7 +687,7 @@ def plot_reuse(results: dict, path: Path) -> Path:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.stacking_reuse", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--schedule", metavar="INSTRUCTION", help="play an instruction with the learned skills")
     mode.add_argument("--expert-videos", type=int, metavar="N", help="N random scripted-expert videos: extraction "
@@ -568,8 +722,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--execute", action="store_true", help="play the extracted sequences with the learned skills")
     p.add_argument("--task", help="with --from-video --execute: the task whose ground truth judges the agent "
                    "(default: the task whose decomposition the video shows)")
+    p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
+                   help="seconds between a task's trainer checkpoints (default %(default)s)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the killed reuse protocol in --out from its last checkpoints; flags given with it "
+                        "must match the protocol's (except --checkpoint-every)")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = p.parse_args(argv)
+    from experiments.training_cli import given_flags
+
+    args.given = given_flags(p, argv)
+    return args
 
 
 def main(argv=None) -> int:
@@ -580,6 +744,9 @@ def main(argv=None) -> int:
         from vlmrm_jax.envs.stacking.language import get_task
 
         out = Path(args.out)
+        if args.resume and (args.schedule or args.expert_videos is not None or args.from_video):
+            raise VlmrmError("--resume continues the reuse protocol; drop it with --schedule, --expert-videos and "
+                             "--from-video")
         if args.schedule:
             run_schedule(args, out)
         elif args.expert_videos is not None:
@@ -590,15 +757,23 @@ def main(argv=None) -> int:
         elif args.from_video:
             run_from_video(args, out)
         else:
-            for t in args.tasks:
+            protocol = resume_args(args, out) if args.resume else args
+            for t in protocol.tasks:
                 get_task(t)
-            for arm in args.arms:
-                if (out / arm).exists():
-                    raise VlmrmError(f"{out / arm} exists; pass a new --out (or remove it) to start the protocol")
-            out.mkdir(parents=True, exist_ok=True)
-            run_reuse(args, out)
+            repeated = next((t for t in protocol.tasks if protocol.tasks.count(t) > 1), None)
+            if repeated:
+                raise VlmrmError(f"--tasks lists {repeated} twice; each task of the protocol is learned once")
+            if not args.resume:
+                for arm in args.arms:
+                    if (out / arm).exists():
+                        raise VlmrmError(f"{out / arm} exists; pass a new --out (or remove it) to start the "
+                                         f"protocol, or --resume to continue the one there")
+                out.mkdir(parents=True, exist_ok=True)
+            run_reuse(protocol, out, resume=args.resume)
 
-    return run_cli(work)
+    protocol_mode = not (args.schedule or args.expert_videos is not None or args.from_video)
+    return run_cli(work, resume_command=f"python -m experiments.stacking_reuse --out {args.out} --resume"
+                   if protocol_mode else None)
 
 
 if __name__ == "__main__":

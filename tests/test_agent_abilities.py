@@ -284,3 +284,96 @@ def test_expert_succeeds_on_constructed_episodes(stacking):
         final = jax.tree.map(lambda x: x[n - 1], ep.states.pipeline_state)
         assert bool(predicates.task_success(final, task)), key
         np.testing.assert_array_equal(np.asarray(ep.stage)[:n], np.arange(1, n + 1))
+
+
+# -- the reuse protocol killed and resumed (experiments.stacking_reuse --resume) -------------------------------------
+
+
+PROTOCOL_ARGS = ["--detector", "truth", "--planner", "canonical", "--tasks", "stack_red_on_blue", "grasp_blue",
+                 "--total-steps", "50", "--num-envs", "4", "--episode-length", str(CONFIG.episode_length),
+                 "--bc-steps", "2", "--bc-batch-size", "4", "--buffer-capacity", "64", "--seed-bc-steps", "3",
+                 "--grid", "4", "--no-progress"]
+
+
+@pytest.fixture
+def toy_protocol(monkeypatch):
+    """experiments.stacking_reuse on the toy env with a tiny policy; each task's learner is built once per test and
+    shared by every session (one compile per task). Returns (main, a function that makes the k-th iteration of a
+    given task and arm raise KeyboardInterrupt after its episodes are recorded, i.e. before its checkpoint)."""
+    import experiments.stacking_reuse as reuse
+    import vlmrm_jax.envs
+
+    monkeypatch.setattr(vlmrm_jax.envs, "make_env", lambda name, task="stack_red_on_blue", episode_length=6:
+                        ToyStacking(task, episode_length=episode_length))
+    monkeypatch.setattr(reuse, "agent_config", lambda args: CollectInferConfig(
+        num_envs=args.num_envs, episode_length=args.episode_length, bc_steps=args.bc_steps,
+        bc_batch_size=args.bc_batch_size, buffer_capacity=args.buffer_capacity,
+        policy=PolicyConfig(width=16, depth=1, heads=2, grid=args.grid, epsilon=args.epsilon)))
+    built, build = {}, reuse.build_task
+    monkeypatch.setattr(reuse, "build_task", lambda task, plan, args: built.setdefault(task, build(task, plan, args)))
+    iteration, kill = reuse._Recording.iteration, {}
+
+    def killable(self, state):
+        state, metrics = iteration(self, state)
+        arm = "reuse" if self.lifelong is not None else "scratch"
+        if kill and kill["at"][:2] == (self.task, arm):
+            kill["seen"] += 1
+            if kill["seen"] == kill["at"][2]:
+                raise KeyboardInterrupt
+        return state, metrics
+
+    monkeypatch.setattr(reuse._Recording, "iteration", killable)
+
+    def kill_at(task, arm=None, k=None):  # kill_at(None): no more kills
+        kill.clear()
+        if task is not None:
+            kill.update(at=(task, arm, k), seen=0)
+
+    return reuse.main, kill_at
+
+
+def test_protocol_resumes_to_the_uninterrupted_result(tmp_path, toy_protocol, capsys):
+    from vlmrm_jax.agent.lifelong import EpisodeLog
+    from vlmrm_jax.rl.checkpoint import Checkpoints
+
+    main, kill_at = toy_protocol
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main(["--out", str(whole), *PROTOCOL_ARGS]) == 0
+    # nothing to resume, or other settings: one line naming the fix, and the directory is left as it was
+    assert main(["--out", str(killed), "--resume", *PROTOCOL_ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds no reuse protocol" in err and "drop --resume" in err and "\n" not in err and not killed.exists()
+
+    # 1. killed mid-task in the reuse arm: its 3rd iteration recorded its episodes, its checkpoint is the 1st one's
+    kill_at("grasp_blue", "reuse", 3)
+    assert main(["--out", str(killed), *PROTOCOL_ARGS]) == 130
+    assert "--resume" in capsys.readouterr().err
+    run = killed / "reuse" / "grasp_blue"
+    checkpoints = Checkpoints(run / "checkpoints")
+    step = checkpoints.latest_step()
+    checkpoints.close()
+    assert len(EpisodeLog(run / "episodes").steps()) == 3 and max(EpisodeLog(run / "episodes").steps()) > step
+    assert main(["--out", str(killed), *PROTOCOL_ARGS]) == 2  # without --resume: the existing refusal
+    assert "--resume to continue" in capsys.readouterr().err
+    assert main(["--out", str(killed), "--resume", *PROTOCOL_ARGS, "--total-steps", "80"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--total-steps 80 differs" in err and "50" in err and "\n" not in err
+    # 2. resumed (the saved settings fill the flags not given), then killed again mid-task in the scratch arm
+    kill_at("grasp_blue", "scratch", 2)
+    assert main(["--out", str(killed), "--resume", "--no-progress", "--checkpoint-every", "0"]) == 130
+    assert "finished earlier" in capsys.readouterr().out  # the first task was skipped
+    # 3. resumed to the end
+    kill_at(None)
+    assert main(["--out", str(killed), "--resume", "--no-progress"]) == 0
+
+    got, want = (json.loads((d / "reuse.json").read_text()) for d in (killed, whole))
+    assert got["arms"] == want["arms"]
+    assert [s["task"] for s in got["arms"]["scratch"]] == ["stack_red_on_blue", "grasp_blue"]
+    assert got["arms"]["reuse"][1]["lifelong_episodes"] > 0
+    got, want = (LifelongBuffer.load(d / "lifelong.npz") for d in (killed, whole))
+    assert got.task_names == want.task_names
+    for k, v in want.arrays().items():
+        np.testing.assert_array_equal(got.arrays()[k], v, err_msg=k)
+    for arm, task in (("reuse", "stack_red_on_blue"), ("reuse", "grasp_blue"), ("scratch", "grasp_blue")):
+        assert (killed / arm / task / "policy.msgpack").read_bytes() == (whole / arm / task / "policy.msgpack"
+                                                                          ).read_bytes(), (arm, task)

@@ -14,6 +14,8 @@ task by the subgoal detector, seeding behaviour cloning before any new collectio
   task's success is the detection of its last subgoal.
 - :func:`seed_agent`: the qualifying episodes go into a fresh agent's buffer and ``bc_steps`` of behaviour cloning
   run on them before the first collection.
+- :class:`EpisodeLog`: one training run's additions to the buffer on disk, one file per collection keyed by env
+  step, so a killed run resumes from its trainer checkpoint with exactly the episodes the buffer held then.
 
 Shapes: ``M`` stored episodes, ``T`` actions per episode, ``O`` observation size, ``V`` camera views, ``D`` embedding
 size, ``S`` subgoal captions, ``K`` plan slots.
@@ -167,8 +169,12 @@ class LifelongBuffer:
     def __len__(self) -> int:
         return sum(len(c) for c in self._chunks["alive"])
 
-    def add(self, traj: Trajectory, task: str) -> None:
+    def add(self, traj: Trajectory, task: str) -> dict[str, np.ndarray]:
         """Appends the N episodes of one collection (``traj`` with ``embeddings``, leaves [T, N, ...]) of ``task``.
+
+        Returns:
+            The appended episodes as stored: ``{"obs", "action", "alive", "embeddings" (float16)}``, arrays
+            [N, T, ...] (what :meth:`extend` takes back, e.g. from an :class:`EpisodeLog`).
 
         Raises:
             VlmrmError: ``traj`` has no embeddings (the agent needs an ``embed_fn``) or the wrong shapes.
@@ -177,15 +183,36 @@ class LifelongBuffer:
             raise VlmrmError("the trajectory holds no frame embeddings; build the CollectInfer with an embed_fn "
                              "so the lifelong buffer can relabel without re-rendering")
         arrays = {"obs": traj.obs, "action": traj.action, "alive": traj.alive, "embeddings": traj.embeddings}
-        for name, value in arrays.items():
-            value = np.swapaxes(np.asarray(value), 0, 1)
+        episodes = {name: np.swapaxes(np.asarray(value), 0, 1) for name, value in arrays.items()}
+        return self.extend(episodes, task)
+
+    def extend(self, episodes: dict[str, np.ndarray], task: str) -> dict[str, np.ndarray]:
+        """Appends episodes already in the stored layout (arrays [N, T, ...], as :meth:`add` returns them) of
+        ``task``; returns them as stored (embeddings float16).
+
+        Raises:
+            VlmrmError: a missing field, shapes other than this buffer's, or fields with different N.
+        """
+        missing = [k for k in FIELDS if k not in episodes]
+        if missing:
+            raise VlmrmError(f"episodes lack {', '.join(missing)}; pass the dict LifelongBuffer.add returns")
+        stored = {}
+        for name in FIELDS:
+            value = np.asarray(episodes[name])
             if value.shape[1:] != self.shapes[name]:
                 raise VlmrmError(f"trajectory {name} has per-episode shape {value.shape[1:]}, the lifelong buffer "
                                  f"holds {self.shapes[name]}; use one buffer per env and embedding size")
-            self._chunks[name].append(value.astype(np.float16 if name == "embeddings" else value.dtype))
+            stored[name] = value.astype(np.float16 if name == "embeddings" else value.dtype)
+        counts = {len(v) for v in stored.values()}
+        if len(counts) != 1:
+            raise VlmrmError(f"the episode fields hold different numbers of episodes ({sorted(counts)}); pass one "
+                             f"collection's episodes")
+        for name in FIELDS:
+            self._chunks[name].append(stored[name])
         if task not in self.task_names:
             self.task_names.append(task)
-        self._tasks.append(np.full(len(arrays["alive"][0]), self.task_names.index(task), np.int32))
+        self._tasks.append(np.full(counts.pop(), self.task_names.index(task), np.int32))
+        return stored
 
     def arrays(self) -> dict[str, np.ndarray]:
         """``{"obs", "action", "alive", "embeddings" (float16), "task" (int32 [M], index into task_names)}``."""
@@ -229,4 +256,70 @@ class LifelongBuffer:
         return buffer
 
 
-__all__ = ["LifelongBuffer", "Relabelled", "detect_embedded", "relabel", "seed_agent"]
+class EpisodeLog:
+    """The episodes one training run added to a lifelong buffer, on disk, so that a killed run can be resumed with a
+    buffer that matches its checkpoint: ``<directory>/<step>.npz``, one file per collection, named by the env step
+    the trainer reached with that collection (the step its checkpoint would carry).
+
+    Each file is written under a temporary name and renamed, so a kill while writing leaves no partial file. On
+    resume, :meth:`truncate` to the checkpoint's env step drops the collections of the iterations the resumed run
+    will repeat; :meth:`read` then gives, in order, exactly the episodes the buffer held at that checkpoint.
+
+    Args:
+        directory: where the files live (created on the first :meth:`write`).
+    """
+
+    SUFFIX = ".npz"
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    def steps(self) -> list[int]:
+        """The env steps of the stored collections, ascending."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(p.name[:-len(self.SUFFIX)]) for p in self.directory.glob("*" + self.SUFFIX)
+                      if p.name[:-len(self.SUFFIX)].isdigit())
+
+    def _path(self, step: int) -> Path:
+        return self.directory / f"{int(step):012d}{self.SUFFIX}"
+
+    def write(self, step: int, episodes: dict[str, np.ndarray]) -> Path:
+        """Stores one collection's episodes (:meth:`LifelongBuffer.add`'s return value) as collection ``step``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._path(step)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("wb") as f:
+            np.savez(f, **{k: np.asarray(episodes[k]) for k in FIELDS})
+        tmp.replace(path)
+        return path
+
+    def truncate(self, max_step: int | None) -> None:
+        """Removes the collections after env step ``max_step`` (every one with None: a run that restarts from
+        scratch) and temporary files left by a kill while writing."""
+        for step in self.steps():
+            if max_step is None or step > max_step:
+                self._path(step).unlink()
+        if self.directory.is_dir():
+            for tmp in self.directory.glob(".*.tmp"):
+                tmp.unlink()
+
+    def read(self) -> list[dict[str, np.ndarray]]:
+        """The stored collections in env-step order, each ``{"obs", "action", "alive", "embeddings"}`` [N, T, ...].
+
+        Raises:
+            VlmrmError: a file that is not a collection written by :meth:`write`.
+        """
+        out = []
+        for step in self.steps():
+            path = self._path(step)
+            try:
+                with np.load(path) as f:
+                    out.append({k: f[k] for k in FIELDS})
+            except (OSError, KeyError, ValueError) as e:
+                raise VlmrmError(f"{path} is not a collection written by EpisodeLog.write ({e}); delete it with the "
+                                 f"run's checkpoints from env step {step} on, then resume") from None
+        return out
+
+
+__all__ = ["EpisodeLog", "LifelongBuffer", "Relabelled", "detect_embedded", "relabel", "seed_agent"]
