@@ -58,7 +58,7 @@ EPISODES_DIR = "episodes"
 #: The flags (argparse dests) that fix a protocol's results: saved in PROTOCOL_FILE; --resume refuses other values.
 PROTOCOL_SETTINGS = ("tasks", "arms", "detector", "model", "planner", "total_steps", "num_envs", "episode_length",
                      "bc_steps", "bc_batch_size", "buffer_capacity", "seed_bc_steps", "grid", "epsilon",
-                     "image_size", "no_shadows", "seed")
+                     "learning_rate", "eval_envs", "image_size", "no_shadows", "seed")
 #: Expert episodes rolled out together per task (the batch the expert's ground-truth run uses too).
 EXPERT_BATCH = 32
 #: Gamma of the ground-truth ablation (its "similarities" are 0/1 subgoal bits).
@@ -121,13 +121,19 @@ def plan_ids(planner: str, instruction: str) -> list[int]:
     return [subgoal_id(c) for c in make_plan(planner, instruction)]
 
 
-def agent_config(args):
-    """The collect & infer config from the CLI's sizes."""
+def agent_config(args, obs_scale: float | None = None):
+    """The collect & infer config from the CLI's sizes, built as ``experiments.stacking`` builds it: positions in
+    metres scaled by ``obs_scale`` (default 1 / the env's reach, so about [-1, 1]), and the learning rate and greedy
+    actors from the flags (absent when a skill is rebuilt for scheduling from skills.json: unused there)."""
     from vlmrm_jax.agent import CollectInferConfig, PolicyConfig
+    from vlmrm_jax.envs.stacking.env import REACH
 
     return CollectInferConfig(num_envs=args.num_envs, episode_length=args.episode_length, bc_steps=args.bc_steps,
                               bc_batch_size=args.bc_batch_size, buffer_capacity=args.buffer_capacity,
-                              policy=PolicyConfig(grid=args.grid, epsilon=args.epsilon))
+                              learning_rate=getattr(args, "learning_rate", 1e-3),
+                              eval_envs=getattr(args, "eval_envs", 0),
+                              policy=PolicyConfig(grid=args.grid, epsilon=args.epsilon,
+                                                  obs_scale=1.0 / REACH if obs_scale is None else obs_scale))
 
 
 class _Recording:
@@ -206,6 +212,8 @@ def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Pa
     greedy, _ = evaluate(agent, state, jax.random.PRNGKey(args.seed + 1), agent.config.num_envs)
     _write_atomic(run_dir / "policy.msgpack",
                   flax.serialization.msgpack_serialize(jax.device_get(state.params)))
+    if agent.config.eval_envs:
+        summary["steps_to_50pct_greedy"] = steps_to(records, 0.5, key="greedy_success_rate")
     summary.update(env_steps=int(state.env_steps), steps_to_50pct=steps_to(records, 0.5),
                    best_smoothed_success_rate=max(smoothed_success(records), default=0.0),
                    greedy_success_rate=greedy["success_rate"],
@@ -393,8 +401,9 @@ def _write_skills(out: Path, args, tasks, plans) -> None:
     save_json_atomic(out / "reuse" / SKILLS_FILE, {
         "detector": args.detector, "model": args.model if args.detector == "clip" else None,
         "image_size": args.image_size, "shadows": not args.no_shadows, "episode_length": args.episode_length,
-        "agent": {k: getattr(args, k) for k in ("num_envs", "bc_steps", "bc_batch_size", "buffer_capacity", "grid",
-                                                 "epsilon")},
+        "agent": {**{k: getattr(args, k) for k in ("num_envs", "bc_steps", "bc_batch_size", "buffer_capacity",
+                                                    "grid", "epsilon")},
+                  "obs_scale": agent_config(args).policy.obs_scale},
         "skills": [{"task": t.key, "subgoals": p, "policy": f"{t.key}/policy.msgpack"} for t, p in zip(tasks, plans)]})
 
 
@@ -444,8 +453,9 @@ def make_scheduler(library, meta, task_key: str, plan: list[int], instruction: s
 
     env = make_env("stacking", task=task_key, episode_length=meta["episode_length"])
     det = make_detection(meta["detector"], env, meta["model"] or DEFAULT_MODEL, meta["image_size"], meta["shadows"])
-    a = meta["agent"]
-    config = agent_config(Namespace(episode_length=meta["episode_length"], **a))
+    a = dict(meta["agent"])
+    obs_scale = a.pop("obs_scale", 1.0)  # skills.json files written before it was recorded trained unscaled
+    config = agent_config(Namespace(episode_length=meta["episode_length"], **a), obs_scale)
     scheduler = SkillScheduler(env, config, subgoal_embeddings=det.text_embeddings, plan=plan, plan_length=len(plan),
                                skills=library, instruction=instruction, fix=_fix_line(library, plan),
                                detect_fn=det.detect_fn, success_fn=env.task_success, embed_fn=det.embed_fn)
@@ -712,6 +722,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "a task's first collection (reuse arm; default %(default)s)")
     p.add_argument("--grid", type=int, default=16, help="action grid cells per axis (default %(default)s)")
     p.add_argument("--epsilon", type=float, default=0.1)
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="behaviour cloning's Adam step size (default "
+                   "%(default)s, experiments.stacking's)")
+    p.add_argument("--eval-envs", type=int, default=0, help="greedy actors per iteration for the greedy success "
+                   "curve and steps_to_50pct_greedy in reuse.json (default %(default)s: none)")
     p.add_argument("--image-size", type=int, help="detector frame size (default: the CLIP's input size)")
     p.add_argument("--no-shadows", action="store_true")
     p.add_argument("--seed", type=int, default=0)
