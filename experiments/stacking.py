@@ -37,7 +37,7 @@ DEFAULT_PLANNER = "stacking-t5-tiny"
 #: Sizes per device kind: "cpu" is this repo's 2-core machine (see docs/agent.md for what it reaches);
 #: "accelerator" uses the paper's 1000 actors.
 PRESETS = {
-    "cpu": dict(total_steps=20_000, num_envs=16, bc_steps=4, bc_batch_size=32, learning_rate=1e-3,
+    "cpu": dict(total_steps=100_000, num_envs=64, bc_steps=8, bc_batch_size=32, learning_rate=1e-3,
                 ppo=dict(num_envs=16, unroll_length=10, batch_size=16, num_minibatches=4, num_updates_per_batch=4)),
     "accelerator": dict(total_steps=1_000_000, num_envs=1000, bc_steps=64, bc_batch_size=256, learning_rate=1e-3,
                         ppo=dict(num_envs=1024, unroll_length=10, batch_size=1024, num_minibatches=8,
@@ -60,6 +60,12 @@ def task_of_instruction(instruction: str):
             return task
     raise VlmrmError(f"no stacking task has the instruction {instruction!r}; use one of: "
                      f"{'; '.join(t.instruction for t in TASKS.values())}")
+
+
+def default_episode_length(task) -> int:
+    """Actions per episode when none is given: two per subgoal of ``task`` (each subgoal takes one pick or place, so
+    one miss each), at least 4: grasp 4, two-stack 4, triple stack 8."""
+    return max(4, 2 * len(task.subgoals))
 
 
 def make_plan(planner: str, instruction: str) -> list[str]:
@@ -409,7 +415,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="sizes for the device: auto picks 'cpu' or 'accelerator' from JAX's default backend")
     p.add_argument("--total-steps", type=int, help="env steps (actions) to train for (default: from the preset)")
     p.add_argument("--num-envs", type=int, help="actors collecting in parallel (default: from the preset)")
-    p.add_argument("--episode-length", type=int, default=10, help="actions per episode (default %(default)s)")
+    p.add_argument("--episode-length", type=int, help="actions per episode (default: two per subgoal of the task, "
+                   "at least 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/stacking", help="output directory (must be empty unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -461,7 +468,9 @@ def make_config(args: argparse.Namespace, log: Callable[[str], None] = print) ->
                        model=args.model if args.learner == "ppo" or (args.learner == "collect_infer"
                                                                       and args.detector == "clip") else None,
                        detector=args.detector, ppo=ppo, alpha=args.alpha,
-                       total_steps=total_steps, seed=args.seed, episode_length=args.episode_length,
+                       total_steps=total_steps, seed=args.seed,
+                       episode_length=(default_episode_length(task) if args.episode_length is None
+                                       else args.episode_length),
                        image_size=args.image_size, shadows=not args.no_shadows, agent=agent,
                        eval_episodes=args.eval_episodes, video_size=args.video_size,
                        checkpoint_every_s=args.checkpoint_every)

@@ -315,6 +315,20 @@ def test_cli_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("instruction, flags, length", [
+    ("Grasp the red object", [], 4),
+    ("Stack the red object on the blue object", [], 4),
+    ("Stack all three objects", [], 8),
+    ("Stack all three objects", ["--episode-length", "5"], 5),
+])
+def test_cli_episode_length_defaults_to_two_actions_per_subgoal(instruction, flags, length, tmp_path):
+    from experiments.stacking import make_config, parse_args
+
+    args = parse_args(["--instruction", instruction, "--planner", "canonical", "--detector", "truth",
+                       "--out", str(tmp_path / "run"), *flags])
+    assert make_config(args, log=lambda line: None).episode_length == length
+
+
 def test_cli_unknown_learner(capsys):
     from experiments.stacking import main
 
