@@ -193,7 +193,7 @@ def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Pa
             f"({summary['relabelled_all_subgoals']} reach every subgoal by the detector); seeding "
             f"{args.seed_bc_steps} BC steps")
         seeding = _seeding()
-        init = lambda rng: seeding(agent, rng, relabelled, args.seed_bc_steps)  # noqa: E731
+        init = lambda rng: seeding(agent, agent.init(rng), relabelled, args.seed_bc_steps)  # noqa: E731
     run_dir = out / arm / task_key
     run_dir.mkdir(parents=True, exist_ok=resume)
     episode_log = EpisodeLog(run_dir / EPISODES_DIR) if arm == "reuse" else None
@@ -225,14 +225,16 @@ def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Pa
 
 @functools.cache
 def _seeding():
-    """The jitted seeded init ``(agent, rng, relabelled, bc_steps) -> state``: the relabelled episodes are an
-    argument, not constants baked into the program, and one compile serves every session in a process."""
+    """The jitted seeding ``(agent, fresh state, relabelled, bc_steps) -> state`` (:func:`seed_agent`): the
+    relabelled episodes are an argument, not constants baked into the program, the fresh state comes from the
+    agent's own compiled ``init`` (shared with the scratch arm), and one compile serves every session in a
+    process."""
     import jax
 
     from vlmrm_jax.agent.lifelong import seed_agent
 
-    return jax.jit(lambda agent, rng, relabelled, bc_steps: seed_agent(agent, agent.init(rng), relabelled,
-                                                                       bc_steps)[0], static_argnums=(0, 3))
+    return jax.jit(lambda agent, state, relabelled, bc_steps: seed_agent(agent, state, relabelled, bc_steps)[0],
+                   static_argnums=(0, 3))
 
 
 def run_reuse(args, out: Path, log=print, resume: bool = False) -> dict:
@@ -786,7 +788,8 @@ def main(argv=None) -> int:
             run_reuse(protocol, out, resume=args.resume)
 
     protocol_mode = not (args.schedule or args.expert_videos is not None or args.from_video)
-    return run_cli(work, resume_command=f"python -m experiments.stacking_reuse --out {args.out} --resume"
+    arms = f" --arms {' '.join(args.arms)}" if "arms" in args.given else ""
+    return run_cli(work, resume_command=f"python -m experiments.stacking_reuse --out {args.out} --resume{arms}"
                    if protocol_mode else None)
 
 

@@ -297,20 +297,23 @@ PROTOCOL_ARGS = ["--detector", "truth", "--planner", "canonical", "--tasks", "st
 
 @pytest.fixture
 def toy_protocol(monkeypatch):
-    """experiments.stacking_reuse on the toy env with a tiny policy; each task's learner is built once per test and
-    shared by every session (one compile per task). Returns (main, a function that makes the k-th iteration of a
-    given task and arm raise KeyboardInterrupt after its episodes are recorded, i.e. before its checkpoint)."""
+    """experiments.stacking_reuse on the toy env with a tiny policy. Every task of the protocol trains the same toy
+    learner (red on blue's, built once and shared by all sessions: one compile): what the test checks, that a
+    resumed protocol ends as an uninterrupted one, does not depend on what a task learns. Returns (main, a function
+    that makes the k-th iteration of a given task and arm raise KeyboardInterrupt after its episodes are recorded,
+    i.e. before the trainer can checkpoint it)."""
     import experiments.stacking_reuse as reuse
     import vlmrm_jax.envs
 
     monkeypatch.setattr(vlmrm_jax.envs, "make_env", lambda name, task="stack_red_on_blue", episode_length=6:
                         ToyStacking(task, episode_length=episode_length))
-    monkeypatch.setattr(reuse, "agent_config", lambda args: CollectInferConfig(
+    monkeypatch.setattr(reuse, "agent_config", lambda args, obs_scale=None: CollectInferConfig(
         num_envs=args.num_envs, episode_length=args.episode_length, bc_steps=args.bc_steps,
         bc_batch_size=args.bc_batch_size, buffer_capacity=args.buffer_capacity,
         policy=PolicyConfig(width=16, depth=1, heads=2, grid=args.grid, epsilon=args.epsilon)))
     built, build = {}, reuse.build_task
-    monkeypatch.setattr(reuse, "build_task", lambda task, plan, args: built.setdefault(task, build(task, plan, args)))
+    monkeypatch.setattr(reuse, "build_task", lambda task, plan, args: built.setdefault(
+        "learner", build("stack_red_on_blue", PLAN, args)))
     iteration, kill = reuse._Recording.iteration, {}
 
     def killable(self, state):
