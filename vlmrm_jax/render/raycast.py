@@ -41,7 +41,7 @@ from mujoco import mjx
 from vlmrm_jax.errors import VlmrmError, check_positive_int
 from vlmrm_jax.render.camera import Camera, CameraPose, FixedCamera, FreeCamera, TrackingCamera
 from vlmrm_jax.render.intersect import BOX, MESH, GeomSet, unpack
-from vlmrm_jax.render.shading import (DIRECTIONAL, SceneTables, geom_rgb, light_frames, local_normals, shade, sky_rgb,
+from vlmrm_jax.render.shading import (DIRECTIONAL, SceneTables, geom_rows, light_frames, local_normals, shade, sky_rgb,
                                       texture_rgb, to_light)
 from vlmrm_jax.render.textures import TextureAtlas
 from vlmrm_jax.render.tiles import TileCaster, Tiling, where_needed
@@ -154,6 +154,7 @@ class Renderer:
         self._shadow_lights = [i for i in range(self._tables.num_lights)
                                if config.shadows and self._tables.light_castshadow[i]]
         self._has_mesh = bool(np.any(mj_model.geom_type == MESH))
+        self._types = tuple(sorted(set(np.asarray(mj_model.geom_type)[visible].tolist())))  # that rays can hit
         self._tan_half_fovy = float(np.tan(np.deg2rad(camera.fovy_deg(mj_model)) / 2))
         self._tiled = config.backend == "tiles"
         self._caster = TileCaster(GeomSet.from_model(mj_model, visible), _PAGE) if self._tiled else None
@@ -203,17 +204,17 @@ class Renderer:
 
     def _surface(self, model: mjx.Model, data: mjx.Data, origins: jax.Array, directions: jax.Array,
                  dist: jax.Array, gid: jax.Array):
-        """Hit points [N, 3], unit normals [N, 3] (world), points in the geom frame [N, 3], clamped geom ids [N]."""
-        g = jnp.maximum(gid, 0)
+        """Hit points [N, 3], unit normals [N, 3] (world), points in the geom frame [N, 3] and the hit geoms' table
+        rows (:class:`vlmrm_jax.render.shading.GeomRows`; misses read geom 0's)."""
+        rows = geom_rows(model, data, self._tables, jnp.maximum(gid, 0))
         point = origins + dist[:, None] * directions
-        xmat = data.geom_xmat[g]
-        local = jnp.einsum("nji,nj->ni", xmat, point - data.geom_xpos[g])
-        normal = jnp.einsum("nij,nj->ni", xmat, local_normals(jnp.asarray(self._tables.geom_type)[g], local,
-                                                               model.geom_size[g]))
+        # Elementwise products and sums, not einsum: XLA's CPU backend makes a batched dot of 3 x 3 matrix-vector
+        # products, which does not fuse (and cost more than the rest of this function).
+        local = jnp.sum(rows.xmat * (point - rows.pos)[:, :, None], axis=1)  # xmat^T (point - pos)
+        normal = jnp.sum(rows.xmat * local_normals(rows.geom_type, local, rows.size, self._types)[:, None, :], axis=2)
         if self._has_mesh:  # no analytic normal: face the ray (replaced by screen-space normals for primary rays)
-            is_mesh = (jnp.asarray(self._tables.geom_type)[g] == MESH)[:, None]
-            normal = jnp.where(is_mesh, -directions, normal)
-        return point, normal, local, g
+            normal = jnp.where((rows.geom_type == MESH)[:, None], -directions, normal)
+        return point, normal, local, rows
 
     def _screen_space_normals(self, point: jax.Array, gid: jax.Array, directions: jax.Array,
                               grid: Tiling) -> jax.Array:
@@ -251,18 +252,17 @@ class Renderer:
             visibility = visibility.at[i].set(jnp.where(blocked, 0.0, 1.0))
         return visibility
 
-    def _lit(self, model, data, point, normal, local, g, directions, footprint, rgb_scale, head_dir,
-             visibility=None):
+    def _lit(self, data, point, normal, local, rows, directions, footprint, rgb_scale, head_dir, visibility=None):
         tables = self._tables
-        rgb = geom_rgb(model, tables)[g] * rgb_scale
-        tex = texture_rgb(tables, self._atlas, g, local, footprint)
+        rgb = rows.rgb * rgb_scale
+        tex = texture_rgb(tables, self._atlas, rows, local, footprint)
         light_pos, light_dir = light_frames(tables, data)
         to_lights, light_dist = to_light(tables, light_pos, light_dir, point)
         if visibility is None:
             visibility = jnp.ones(light_dist.shape, jnp.float32)
         elif callable(visibility):
             visibility = visibility(to_lights, light_dist)
-        return shade(tables, g, normal, directions, rgb, tex, to_lights, light_dist, light_dir, visibility,
+        return shade(tables, rows, normal, directions, rgb, tex, to_lights, light_dist, light_dir, visibility,
                      head_dir)
 
     def _footprint(self, dist: jax.Array, normal: jax.Array, directions: jax.Array, samples: int) -> jax.Array:
@@ -305,8 +305,8 @@ class Renderer:
         scale = float(tables.reflectance[mirror])
 
         def colour(i):  # reflected rays i (int32 [n]) that hit something -> colours [n, 3]
-            point2, normal2, local2, g2 = self._surface(model, data, point[i], mirrored[i], dist2[i], gid2[i])
-            lit = self._lit(model, data, point2, normal2, local2, g2, mirrored[i],
+            point2, normal2, local2, rows2 = self._surface(model, data, point[i], mirrored[i], dist2[i], gid2[i])
+            lit = self._lit(data, point2, normal2, local2, rows2, mirrored[i],
                             self._footprint(dist[i] + dist2[i], normal2, mirrored[i], samples), scale, head_dir[i])
             return jnp.clip(lit, 0.0, 1.0)
 
@@ -320,15 +320,15 @@ class Renderer:
         """Colours float32 [N, 3] in [0, 1] and geom ids int32 [N] of the primary samples (tile-major)."""
         grid, samples = self._grid, self.config.supersample
         pose, directions, dist, gid = self._primary(model, data, grid)
-        point, normal, local, g = self._surface(model, data, pose.eye, directions, dist, gid)
+        point, normal, local, rows = self._surface(model, data, pose.eye, directions, dist, gid)
         if self._has_mesh:
-            is_mesh = (jnp.asarray(self._tables.geom_type)[g] == MESH)[:, None]
-            normal = jnp.where(is_mesh, self._screen_space_normals(point, gid, directions, grid), normal)
+            normal = jnp.where((rows.geom_type == MESH)[:, None],
+                               self._screen_space_normals(point, gid, directions, grid), normal)
 
         def visibility(to_lights, light_dist):
             return self._visibility(model, data, point, normal, gid >= 0, to_lights, light_dist, grid)
 
-        colour = self._lit(model, data, point, normal, local, g, directions,
+        colour = self._lit(data, point, normal, local, rows, directions,
                            self._footprint(dist, normal, directions, samples), 1.0, pose.forward, visibility)
         colour = jnp.clip(colour, 0.0, 1.0)
         if self.config.reflections and self._tables.mirror_geom >= 0:
