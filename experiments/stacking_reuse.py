@@ -253,9 +253,12 @@ def run_reuse(args, out: Path, log=print, resume: bool = False) -> dict:
     tasks = [get_task(t) for t in args.tasks]
     plans = [plan_ids(args.planner, t.instruction) for t in tasks]
     embedding = (1, len(SUBGOALS)) if args.detector == "truth" else None
-    if not resume:
-        for arm in args.arms:
+    for arm in args.arms:
+        if not resume:
             _new_arm_dir(out / arm, protocol_settings(args))
+        elif not (out / arm / PROTOCOL_FILE).is_file():  # killed between creating the arms' directories
+            (out / arm).mkdir(parents=True, exist_ok=True)
+            save_json_atomic(out / arm / PROTOCOL_FILE, protocol_settings(args))
     done = _finished(out, args) if resume else {arm: [] for arm in args.arms}
     results: dict = {"config": _config(args), "arms": {arm: [] for arm in args.arms}}
     lifelong = _new_lifelong(args, embedding) if "reuse" in args.arms else None
@@ -353,19 +356,31 @@ def resume_args(args, out: Path) -> argparse.Namespace:
     ``--resume``.
 
     Raises:
-        VlmrmError: ``out`` holds no protocol, two protocols run apart without --arms saying which, or a typed flag
-            differs from the saved setting (one line naming the flag, the saved value and the fix).
+        VlmrmError: ``out`` holds no protocol (or an unreadable one, or one saved by an older version without a
+            setting), two protocols run apart without --arms saying which, or a typed flag differs from the saved
+            setting (one line naming the flag, the saved value and the fix).
     """
-    arms = args.arms if "arms" in args.given else [a for a in ARMS if (out / a / PROTOCOL_FILE).is_file()]
-    missing = [a for a in arms if not (out / a / PROTOCOL_FILE).is_file()]
-    if not arms or missing:
-        where = out / (missing[0] if missing else "<arm>") / PROTOCOL_FILE
-        raise VlmrmError(f"--resume given but {out} holds no reuse protocol to continue ({where} missing); drop "
-                         f"--resume to start one there, or pass the --out of the killed protocol")
-    stored = [json.loads((out / a / PROTOCOL_FILE).read_text()) for a in arms]
+    # a protocol killed while creating its arms' directories may lack one arm's file: run_reuse writes it again
+    arms = [a for a in (args.arms if "arms" in args.given else ARMS) if (out / a / PROTOCOL_FILE).is_file()]
+    if not arms:
+        raise VlmrmError(f"--resume given but {out} holds no reuse protocol to continue ({out}/<arm>/"
+                         f"{PROTOCOL_FILE} missing); drop --resume to start one there, or pass the --out of the "
+                         f"killed protocol")
+    stored = []
+    for a in arms:
+        path = out / a / PROTOCOL_FILE
+        try:
+            stored.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            raise VlmrmError(f"{path} is not a protocol's settings ({e}); start a new protocol in another --out") \
+                from None
+        absent = [k for k in PROTOCOL_SETTINGS if k not in stored[-1]]
+        if absent:
+            raise VlmrmError(f"{path} lacks the setting {_flag(absent[0])} (written by an older version of this "
+                             f"CLI, which built the agent differently); start a new protocol in another --out")
     if any(s != stored[0] for s in stored[1:]):
-        raise VlmrmError(f"{out} holds the arms {', '.join(arms)} run as separate protocols; pass --arms to say "
-                         f"which one to resume")
+        raise VlmrmError(f"{out} holds the arms {', '.join(arms)} run as separate protocols; resume each with its "
+                         f"own --arms ({' or '.join('--arms ' + ' '.join(s['arms']) for s in stored)})")
     saved = stored[0]
     for dest in PROTOCOL_SETTINGS:
         if dest in args.given and getattr(args, dest) != saved[dest]:

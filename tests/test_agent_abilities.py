@@ -380,3 +380,24 @@ def test_protocol_resumes_to_the_uninterrupted_result(tmp_path, toy_protocol, ca
     for arm, task in (("reuse", "stack_red_on_blue"), ("reuse", "grasp_blue"), ("scratch", "grasp_blue")):
         assert (killed / arm / task / "policy.msgpack").read_bytes() == (whole / arm / task / "policy.msgpack"
                                                                           ).read_bytes(), (arm, task)
+
+
+def test_resume_refusals_are_one_line(tmp_path, capsys):
+    from experiments.stacking_reuse import PROTOCOL_FILE, main, parse_args, protocol_settings
+
+    def refused(argv, *parts):
+        assert main(["--out", str(tmp_path), "--resume", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err and all(p in err for p in parts), err
+
+    for arm in ("reuse", "scratch"):  # two protocols run apart in one --out, one per arm
+        (tmp_path / arm).mkdir()
+        settings = protocol_settings(parse_args(["--arms", arm, "--seed", "2"]))
+        (tmp_path / arm / PROTOCOL_FILE).write_text(json.dumps(settings))
+    refused([], "separate protocols", "--arms reuse or --arms scratch")
+    refused(["--arms", "reuse", "--seed", "3"], "--seed 3 differs", "run with 2", "another --out")
+    refused(["--arms", "reuse", "--schedule", "Stack all three objects"], "drop it with --schedule")
+    del settings["learning_rate"]  # a file from before a setting existed
+    (tmp_path / "scratch" / PROTOCOL_FILE).write_text(json.dumps(settings))
+    refused(["--arms", "scratch"], "lacks the setting --learning-rate", "older version")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reuse", "scratch"]  # nothing written
