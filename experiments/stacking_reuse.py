@@ -139,10 +139,15 @@ def agent_config(args, obs_scale: float | None = None):
 class _Recording:
     """A learner for :func:`vlmrm_jax.rl.train` that also appends every collected episode to a lifelong buffer and,
     with an ``episode_log``, writes them to disk keyed by the env step the iteration reached (before the trainer can
-    checkpoint that step, so every checkpoint's episodes are on disk)."""
+    checkpoint that step, so every checkpoint's episodes are on disk).
+
+    Its ``init`` returns the state as an orbax restore does (every leaf committed to this process's first device,
+    no weak types), so a fresh and a resumed task run the same compiled iteration: no recompile when a task
+    resumes in the process that ran the one before, and one program for both."""
 
     def __init__(self, agent, init, lifelong, task, episode_log=None):
-        self.agent, self.init, self.lifelong, self.task, self.episode_log = agent, init, lifelong, task, episode_log
+        self.agent, self.lifelong, self.task, self.episode_log = agent, lifelong, task, episode_log
+        self.init = lambda rng: _as_restored(init(rng))
 
     def iteration(self, state):
         state, metrics, traj = self.agent.iteration_with_trajectory(state)
@@ -151,6 +156,14 @@ class _Recording:
             if self.episode_log is not None:
                 self.episode_log.write(int(state.env_steps), episodes)
         return state, metrics
+
+
+def _as_restored(state):
+    """``state`` with strong dtypes, committed to the first local device: the form of a state orbax restores."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.device_put(jax.tree.map(lambda x: jnp.asarray(x, x.dtype), state), jax.local_devices()[0])
 
 
 def build_task(task_key: str, plan: list[int], args):
@@ -209,7 +222,8 @@ def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Pa
                   total_steps=args.total_steps, run_dir=run_dir, seed=args.seed, log=log, resume=resume,
                   checkpoint_every_s=args.checkpoint_every, show_progress=not args.no_progress)
     records = read_metrics(run_dir)
-    greedy, _ = evaluate(agent, state, jax.random.PRNGKey(args.seed + 1), agent.config.num_envs)
+    key = jax.device_put(jax.random.PRNGKey(args.seed + 1), jax.local_devices()[0])  # committed, as training's
+    greedy, _ = evaluate(agent, state, key, agent.config.num_envs)  # so the iterations' compiled collect serves
     _write_atomic(run_dir / "policy.msgpack",
                   flax.serialization.msgpack_serialize(jax.device_get(state.params)))
     if agent.config.eval_envs:
