@@ -62,10 +62,10 @@ def task_of_instruction(instruction: str):
                      f"{'; '.join(t.instruction for t in TASKS.values())}")
 
 
-def default_episode_length(task) -> int:
-    """Actions per episode when none is given: two per subgoal of ``task`` (each subgoal takes one pick or place, so
-    one miss each), at least 4: grasp 4, two-stack 4, triple stack 8."""
-    return max(4, 2 * len(task.subgoals))
+def default_episode_length(subgoals: int) -> int:
+    """Actions per episode when none is given, for a plan of ``subgoals`` subgoals: two per subgoal (each takes one
+    pick or place, so one miss each), at least 4: grasp 4, two-stack 4, triple stack 8."""
+    return max(4, 2 * subgoals)
 
 
 def make_plan(planner: str, instruction: str) -> list[str]:
@@ -469,7 +469,7 @@ def make_config(args: argparse.Namespace, log: Callable[[str], None] = print) ->
                                                                       and args.detector == "clip") else None,
                        detector=args.detector, ppo=ppo, alpha=args.alpha,
                        total_steps=total_steps, seed=args.seed,
-                       episode_length=(default_episode_length(task) if args.episode_length is None
+                       episode_length=(default_episode_length(len(task.subgoals)) if args.episode_length is None
                                        else args.episode_length),
                        image_size=args.image_size, shadows=not args.no_shadows, agent=agent,
                        eval_episodes=args.eval_episodes, video_size=args.video_size,

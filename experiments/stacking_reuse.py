@@ -476,17 +476,23 @@ def _fix_line(library, plan: list[int]) -> str:
 
 
 def make_scheduler(library, meta, task_key: str, plan: list[int], instruction: str, out: Path):
-    """A :class:`SkillScheduler` for ``plan`` on the env of ``task_key`` (its ground truth is the success)."""
+    """A :class:`SkillScheduler` for ``plan`` on the env of ``task_key`` (its ground truth is the success).
+
+    Episodes last the skills' training episode length or two actions per plan subgoal, whichever is longer (the
+    policy does not observe time, so a four-subgoal tower scheduled from skills trained on 4-action two-stacks gets
+    8 actions: one miss per subgoal, as ``experiments.stacking``'s default)."""
     from argparse import Namespace
 
+    from experiments.stacking import default_episode_length
     from vlmrm_jax.agent.schedule import SkillScheduler
     from vlmrm_jax.envs import make_env
 
-    env = make_env("stacking", task=task_key, episode_length=meta["episode_length"])
+    length = max(meta["episode_length"], default_episode_length(len(plan)))
+    env = make_env("stacking", task=task_key, episode_length=length)
     det = make_detection(meta["detector"], env, meta["model"] or DEFAULT_MODEL, meta["image_size"], meta["shadows"])
     a = dict(meta["agent"])
     obs_scale = a.pop("obs_scale", 1.0)  # skills.json files written before it was recorded trained unscaled
-    config = agent_config(Namespace(episode_length=meta["episode_length"], **a), obs_scale)
+    config = agent_config(Namespace(episode_length=length, **a), obs_scale)
     scheduler = SkillScheduler(env, config, subgoal_embeddings=det.text_embeddings, plan=plan, plan_length=len(plan),
                                skills=library, instruction=instruction, fix=_fix_line(library, plan),
                                detect_fn=det.detect_fn, success_fn=env.task_success, embed_fn=det.embed_fn)
