@@ -19,8 +19,9 @@ Two ray-casting backends give the same images (``RenderConfig.backend``):
   ``H * W * supersample^2 * (1 + shadow-casting lights + reflections) * ngeom`` ray-primitive tests.
 
 Measured on 2 CPU cores shared with other jobs (``python -m experiments.render_benchmark``, brax's humanoid, batch 16
-under jit + vmap, load average ~30): 64 x 64 with shadows and reflection 9.3 ms/image against mjx.ray's 90 (9.7x),
-segmentation alone 8.7x; the tiles backend then spends most of its time shading (texture lookups), not casting.
+under jit + vmap, load average 5): 64 x 64 with shadows and reflection 1.2 ms/image against mjx.ray's 14 (12x),
+segmentation alone 15x; the tiles backend's time is spread over casting, shading, shadows and the reflection, no part
+above a quarter (docs/performance.md).
 
 Limits: cylinders, height fields and SDF geoms are invisible (as in ``mjx.ray``); transparency is ignored
 (every visible geom is opaque); meshes are cast by ``mjx.ray`` in both backends and get normals from neighbouring
