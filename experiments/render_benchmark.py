@@ -7,6 +7,13 @@ Renders a batch of random humanoid poses with VLM-RM's camera, once to compile, 
 the median milliseconds per image for: primary rays only (segmentation), RGB without shadows or reflection, with
 shadows, and with shadows and reflection (the default); for the default backend ("tiles") and the mjx.ray reference
 ("mjx_ray"), with the reference's time over ours. The load average is printed before and after.
+
+    python -m experiments.render_benchmark --sizes 64 --profile 20
+
+``--profile K`` instead traces the default renderer (tiles backend, shadows and reflection) with ``jax.profiler``
+over --repeats calls and prints its K most expensive XLA ops (fusions, loops; time summed over the CPU's threads) as
+ms per image and share of all op time (a loop's line includes its body's ops, which are listed too), with the HLO
+op name of each; the trace stays in a temporary directory, printed, for TensorBoard/Perfetto.
 """
 
 from __future__ import annotations
@@ -77,6 +84,58 @@ def benchmark(sizes: list[int], batch: int, repeats: int, backends: tuple[str, .
     return lines
 
 
+def profile(size: int, batch: int, repeats: int, top: int) -> list[str]:
+    """Returns the printed lines: the ``top`` most expensive XLA ops of one default-renderer call (see --profile)."""
+    import collections
+    import glob
+    import tempfile
+
+    import brax
+    import jax
+    import jax.numpy as jnp
+    import mujoco
+    from brax.io import mjcf
+    from mujoco import mjx
+
+    from experiments.render_compare import humanoid_pose
+    from vlmrm_jax.envs.humanoid.camera import HUMANOID_CAMERA
+    from vlmrm_jax.render import RenderConfig, Renderer
+
+    mj_model = mujoco.MjModel.from_xml_path(os.path.join(os.path.dirname(brax.__file__), "envs/assets/humanoid.xml"))
+    sys_ = mjcf.load_model(mj_model)
+    data = jax.tree.map(lambda *x: jnp.stack(x), *[mjx.put_data(mj_model, humanoid_pose(mj_model, "random joints", s))
+                                                    for s in range(batch)])
+    renderer = Renderer(mj_model, HUMANOID_CAMERA, RenderConfig(size, size))
+    fn = jax.jit(jax.vmap(lambda d: renderer.render(sys_, d)))  # the model closed over, as in the training env
+    jax.block_until_ready(fn(data))
+    directory = tempfile.mkdtemp(prefix="render_profile_")
+    with jax.profiler.trace(directory):
+        for _ in range(repeats):
+            jax.block_until_ready(fn(data))
+    hlo = {}
+    for line in fn.lower(data).compile().as_text().splitlines():
+        name, _, rest = line.strip().removeprefix("ROOT ").partition(" = ")
+        if name.startswith("%") and 'op_name="' in rest:
+            hlo[name[1:]] = rest.split('op_name="', 1)[1].split('"', 1)[0]
+    ops = collections.Counter()
+    trace = jax.profiler.ProfileData.from_file(glob.glob(f"{directory}/**/*.xplane.pb", recursive=True)[0])
+    for plane in trace.planes:
+        for line in plane.lines:
+            if line.name.startswith("tf_XLA"):  # the executable's threads
+                for event in line.events:
+                    if not event.name.startswith("ThunkExecutor"):
+                        ops[event.name] += event.duration_ns
+    total = sum(ns for name, ns in ops.items() if not name.startswith("while"))  # loops span their bodies' ops
+    per_image = 1e-6 / repeats / batch
+    lines = [f"{size}x{size} default renderer, batch {batch}, {repeats} calls, load average "
+             f"{os.getloadavg()[0]:.1f}: XLA op time {total * per_image:.3f} ms/image (summed over threads, "
+             f"loops counted by their bodies' ops; a loop's line includes them); trace in {directory}"]
+    for name, ns in ops.most_common(top):
+        lines.append(f"  {ns * per_image:7.4f} ms/image {100 * ns / total:5.1f}%  {name:32s} {hlo.get(name, '')[:70]}")
+    print("\n".join(lines), flush=True)
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.render_benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,10 +144,16 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed rounds after the compiling call")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS,
                    help="ray-casting backends to time (default: both, the reference last)")
+    p.add_argument("--profile", type=int, default=0, metavar="K",
+                   help="trace the default renderer at each size instead and print its K most expensive XLA ops")
     args = p.parse_args(argv)
-    if min(args.sizes) <= 0 or args.batch <= 0 or args.repeats <= 0:
-        print("error: --sizes, --batch and --repeats must be positive integers", file=sys.stderr)
+    if min(args.sizes) <= 0 or args.batch <= 0 or args.repeats <= 0 or args.profile < 0:
+        print("error: --sizes, --batch and --repeats must be positive integers, --profile >= 0", file=sys.stderr)
         return 2
+    if args.profile:
+        for size in args.sizes:
+            profile(size, args.batch, args.repeats, args.profile)
+        return 0
     benchmark(args.sizes, args.batch, args.repeats, tuple(args.backends))
     return 0
 
