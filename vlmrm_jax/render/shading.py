@@ -326,7 +326,8 @@ def _phong(normal, view, to_light, ambient, diffuse, specular, rgb, mat_specular
     half = to_light + view
     half = half / jnp.maximum(jnp.linalg.norm(half, axis=-1, keepdims=True), 1e-12)
     n_dot_h = jnp.maximum(jnp.sum(normal * half, axis=-1, keepdims=True), 0.0)
-    spec = jnp.where(n_dot_l > 0, jnp.power(n_dot_h, exponent), 0.0) * mat_specular
+    # n.h ** exponent as exp2(exponent * log2(n.h)): XLA's pow also handles negative bases, which cannot occur here.
+    spec = jnp.where(n_dot_l > 0, jnp.exp2(exponent * jnp.log2(jnp.maximum(n_dot_h, 1e-30))), 0.0) * mat_specular
     return ambient * rgb + diffuse * rgb * jnp.maximum(n_dot_l, 0.0) + specular * spec
 
 
