@@ -93,9 +93,11 @@ def _finish(procs: dict[str, subprocess.Popen], timeout_s: float) -> dict[str, s
     return outputs
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_two_devices(tmp_path):
     """All three processes run at once: the reference (1 process, 2 virtual devices) and the pair (2 processes,
-    1 device each, coordinator on a free localhost port)."""
+    1 device each, coordinator on a free localhost port). Slow: the CLI test below checks the same equality through
+    ``python -m experiments.cartpole --distributed`` (the suite's time budget)."""
     port = _free_port()
     procs = {"reference": _start(tmp_path, 2, "1"),
              **{f"process {i}": _start(tmp_path, 1, "2", f"localhost:{port}", str(i)) for i in range(2)}}
