@@ -58,26 +58,18 @@ def baseline_package(commit: str, directory: str, name: str = "baseline_render")
 
 def compare(commit: str, sizes: list[int], batch: int, repeats: int, settings: list[str], clock: str) -> list[str]:
     """Returns the printed lines (see the module docstring)."""
-    import brax
     import jax
-    import jax.numpy as jnp
-    import mujoco
     import numpy as np
-    from brax.io import mjcf
-    from mujoco import mjx
 
     import vlmrm_jax.render as current
-    from experiments.render_compare import humanoid_pose
+    from experiments.render_benchmark import humanoid_batch
     from vlmrm_jax.envs.humanoid.camera import HUMANOID_CAMERA
 
     tmp = tempfile.mkdtemp(prefix="render_ab_")
     sys.path.insert(0, tmp)
     baseline = __import__(baseline_package(commit, tmp))
     now = time.process_time if clock == "process" else time.perf_counter
-    mj_model = mujoco.MjModel.from_xml_path(os.path.join(os.path.dirname(brax.__file__), "envs/assets/humanoid.xml"))
-    sys_ = mjcf.load_model(mj_model)
-    data = jax.tree.map(lambda *x: jnp.stack(x), *[mjx.put_data(mj_model, humanoid_pose(mj_model, "random joints", s))
-                                                    for s in range(batch)])
+    mj_model, sys_, data = humanoid_batch(batch)
     lines = []
 
     def say(line):

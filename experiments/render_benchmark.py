@@ -33,8 +33,9 @@ SETTINGS = {  # name: (method, shadows, reflections)
 BACKENDS = ("tiles", "mjx_ray")
 
 
-def benchmark(sizes: list[int], batch: int, repeats: int, backends: tuple[str, ...] = BACKENDS) -> list[str]:
-    """Returns the printed lines: per (size, setting), compile seconds and median ms/image per backend."""
+def humanoid_batch(batch: int):
+    """Brax's humanoid in ``batch`` random-joint poses (seeds 0 .. batch - 1): ``(mujoco.MjModel, mjx.Model, mjx.Data
+    with a leading [batch] axis)``, the scene both render benchmarks time."""
     import brax
     import jax
     import jax.numpy as jnp
@@ -43,13 +44,20 @@ def benchmark(sizes: list[int], batch: int, repeats: int, backends: tuple[str, .
     from mujoco import mjx
 
     from experiments.render_compare import humanoid_pose
+
+    mj_model = mujoco.MjModel.from_xml_path(os.path.join(os.path.dirname(brax.__file__), "envs/assets/humanoid.xml"))
+    datas = [mjx.put_data(mj_model, humanoid_pose(mj_model, "random joints", seed)) for seed in range(batch)]
+    return mj_model, mjcf.load_model(mj_model), jax.tree.map(lambda *x: jnp.stack(x), *datas)
+
+
+def benchmark(sizes: list[int], batch: int, repeats: int, backends: tuple[str, ...] = BACKENDS) -> list[str]:
+    """Returns the printed lines: per (size, setting), compile seconds and median ms/image per backend."""
+    import jax
+
     from vlmrm_jax.envs.humanoid.camera import HUMANOID_CAMERA
     from vlmrm_jax.render import RenderConfig, Renderer
 
-    mj_model = mujoco.MjModel.from_xml_path(os.path.join(os.path.dirname(brax.__file__), "envs/assets/humanoid.xml"))
-    sys_ = mjcf.load_model(mj_model)
-    datas = [mjx.put_data(mj_model, humanoid_pose(mj_model, "random joints", seed)) for seed in range(batch)]
-    data = jax.tree.map(lambda *x: jnp.stack(x), *datas)
+    mj_model, sys_, data = humanoid_batch(batch)
     lines = []
 
     def say(line):
@@ -90,21 +98,12 @@ def profile(size: int, batch: int, repeats: int, top: int) -> list[str]:
     import glob
     import tempfile
 
-    import brax
     import jax
-    import jax.numpy as jnp
-    import mujoco
-    from brax.io import mjcf
-    from mujoco import mjx
 
-    from experiments.render_compare import humanoid_pose
     from vlmrm_jax.envs.humanoid.camera import HUMANOID_CAMERA
     from vlmrm_jax.render import RenderConfig, Renderer
 
-    mj_model = mujoco.MjModel.from_xml_path(os.path.join(os.path.dirname(brax.__file__), "envs/assets/humanoid.xml"))
-    sys_ = mjcf.load_model(mj_model)
-    data = jax.tree.map(lambda *x: jnp.stack(x), *[mjx.put_data(mj_model, humanoid_pose(mj_model, "random joints", s))
-                                                    for s in range(batch)])
+    mj_model, sys_, data = humanoid_batch(batch)
     renderer = Renderer(mj_model, HUMANOID_CAMERA, RenderConfig(size, size))
     fn = jax.jit(jax.vmap(lambda d: renderer.render(sys_, d)))  # the model closed over, as in the training env
     jax.block_until_ready(fn(data))
