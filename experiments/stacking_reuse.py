@@ -192,7 +192,7 @@ def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Pa
     from experiments.stacking import smoothed_success, steps_to
     from vlmrm_jax.agent.lifelong import EpisodeLog
     from vlmrm_jax.agent.outputs import evaluate
-    from vlmrm_jax.rl import read_metrics, train
+    from vlmrm_jax.rl import read_metrics, train, trained_steps
 
     det, agent = built
     summary = {"task": task_key, "arm": arm, "plan": plan}
@@ -211,7 +211,7 @@ def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Pa
     run_dir.mkdir(parents=True, exist_ok=resume)
     episode_log = EpisodeLog(run_dir / EPISODES_DIR) if arm == "reuse" else None
     if arm == "reuse":
-        step = _checkpoint_step(run_dir) if resume else None
+        step = trained_steps(run_dir) if resume else None
         episode_log.truncate(step)  # the iterations after the checkpoint run again and write their episodes again
         for episodes in episode_log.read():
             lifelong.extend(episodes, task_key)
@@ -329,21 +329,6 @@ def _new_arm_dir(path: Path, settings: dict) -> None:
 
     with atomic_directory(path) as tmp:
         (tmp / PROTOCOL_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True))
-
-
-def _checkpoint_step(run_dir: Path) -> int | None:
-    """The env step of a task run's latest complete trainer checkpoint (None with none), read without creating
-    anything."""
-    from vlmrm_jax.rl.checkpoint import Checkpoints
-    from vlmrm_jax.rl.trainer import CHECKPOINT_DIR
-
-    if not (run_dir / CHECKPOINT_DIR).is_dir():
-        return None
-    checkpoints = Checkpoints(run_dir / CHECKPOINT_DIR)
-    try:
-        return checkpoints.latest_step()
-    finally:
-        checkpoints.close()
 
 
 def _finished(out: Path, args) -> dict[str, list[dict]]:

@@ -28,7 +28,8 @@ from vlmrm_jax.eval.video import caption_frames, write_video
 from vlmrm_jax.models import CLIP
 from vlmrm_jax.render import to_uint8
 from vlmrm_jax.rewards import GoalBaselineReward, check_alpha, check_prompts
-from vlmrm_jax.rl import PPO, SAC, PPOConfig, SACConfig, Checkpoints, distributed, make_policy_fn, read_metrics, train
+from vlmrm_jax.rl import (PPO, SAC, PPOConfig, SACConfig, Checkpoints, distributed, make_policy_fn, read_metrics,
+                          train, trained_steps)
 from vlmrm_jax.rl.checkpoint import save_json_atomic
 from vlmrm_jax.rl.trainer import CHECKPOINT_DIR
 
@@ -390,18 +391,6 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
         plot_reward_curve(read_metrics(out), out / "reward_curve.png", title=" / ".join(config.prompts),
                           keys=[f"env/{task}"] if task else ())
     return evaluate_pipeline(pipeline, state, out, log=log)
-
-
-def trained_steps(out: Path) -> int | None:
-    """The env step of the latest checkpoint in ``out/checkpoints``, or None; creates nothing (a refused resume
-    leaves the run directory as it was)."""
-    if not (out / CHECKPOINT_DIR).exists():
-        return None
-    checkpoints = Checkpoints(out / CHECKPOINT_DIR)
-    try:
-        return checkpoints.latest_step()
-    finally:
-        checkpoints.close()
 
 
 def rollout_summary(env: Any, prompts: list[str], rewards: np.ndarray, step_metrics: dict, env_steps: int) -> dict:

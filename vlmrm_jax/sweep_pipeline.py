@@ -25,9 +25,9 @@ from vlmrm_jax.errors import VlmrmError
 from vlmrm_jax.eval.rollout import rollout
 from vlmrm_jax.models import CLIP
 from vlmrm_jax.pipeline import (Pipeline, RunConfig, check_resume, prepare_run_dir, rollout_summary,
-                                training_env_factory, trained_steps)
+                                training_env_factory)
 from vlmrm_jax.rewards import GoalBaselineReward, check_alpha
-from vlmrm_jax.rl import SweepPPO, SweepState, distributed, train
+from vlmrm_jax.rl import SweepPPO, SweepState, distributed, train, trained_steps
 from vlmrm_jax.rl.checkpoint import save_json_atomic
 
 #: The sweep's description in its run directory: the base RunConfig, the alphas, the seeds and the runs.

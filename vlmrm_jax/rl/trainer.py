@@ -220,6 +220,19 @@ def _report_first_iteration(compile_s: float, run_s: float, steps: int, remainin
             f"its size preset promises{'; ' + slow_hint if slow_hint else ''}")
 
 
+def trained_steps(run_dir: str | Path) -> int | None:
+    """The env step of the latest checkpoint in ``run_dir/checkpoints``, or None; creates nothing (a refused resume
+    leaves the run directory as it was)."""
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    if not directory.exists():
+        return None
+    checkpoints = Checkpoints(directory)
+    try:
+        return checkpoints.latest_step()
+    finally:
+        checkpoints.close()
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The records of ``run_dir/metrics.jsonl``, one dict per PPO iteration."""
     path = Path(run_dir) / METRICS_FILE
