@@ -193,6 +193,7 @@ def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Pa
     from vlmrm_jax.agent.lifelong import EpisodeLog
     from vlmrm_jax.agent.outputs import evaluate
     from vlmrm_jax.rl import read_metrics, train, trained_steps
+    from vlmrm_jax.rl.checkpoint import save_bytes_atomic
 
     det, agent = built
     summary = {"task": task_key, "arm": arm, "plan": plan}
@@ -224,7 +225,7 @@ def train_task(task_key: str, plan: list[int], arm: str, lifelong, args, out: Pa
     records = read_metrics(run_dir)
     key = jax.device_put(jax.random.PRNGKey(args.seed + 1), jax.local_devices()[0])  # committed, as training's
     greedy, _ = evaluate(agent, state, key, agent.config.num_envs)  # so the iterations' compiled collect serves
-    _write_atomic(run_dir / "policy.msgpack",
+    save_bytes_atomic(run_dir / "policy.msgpack",
                   flax.serialization.msgpack_serialize(jax.device_get(state.params)))
     if agent.config.eval_envs:
         summary["steps_to_50pct_greedy"] = steps_to(records, 0.5, key="greedy_success_rate")
@@ -314,12 +315,6 @@ def _config(args) -> dict:
 
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _new_arm_dir(path: Path, settings: dict) -> None:

@@ -85,9 +85,14 @@ def _drop_empty(tree: Any) -> Any:
     return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
 
 
-def save_json_atomic(path: str | Path, obj: Any) -> None:
-    """Writes ``obj`` as JSON to ``path`` via a temporary file and a rename, so readers never see a partial file."""
+def save_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` via a temporary file and a rename, so readers never see a partial file."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    tmp.write_bytes(data)
     tmp.replace(path)
+
+
+def save_json_atomic(path: str | Path, obj: Any) -> None:
+    """Writes ``obj`` as JSON to ``path`` atomically (:func:`save_bytes_atomic`)."""
+    save_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True).encode())
