@@ -261,7 +261,6 @@ def build(config: RunConfig):
 
 def _build_ppo(config: RunConfig, env, plan):
     """PPO on the VLM reward toward the current subgoal (:class:`vlmrm_jax.agent.SubgoalRewardEnv`)."""
-    import jax.numpy as jnp
     import numpy as np
 
     from vlmrm_jax.agent.subgoal_reward import SubgoalPPO, SubgoalRewardEnv, ppo_rollout, stack_rewards

@@ -27,7 +27,7 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from vlmrm_jax.render.intersect import BOX, CAPSULE, CYLINDER, ELLIPSOID, MESH, PLANE, SPHERE
+from vlmrm_jax.render.intersect import BOX, CAPSULE, CYLINDER, ELLIPSOID, PLANE, SPHERE
 from vlmrm_jax.render.textures import TextureAtlas, cube_face_uv
 
 _NO_TEXTURE, _TEXTURE_2D, _TEXTURE_CUBE = 0, 1, 2
