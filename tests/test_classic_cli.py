@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from experiments import cartpole, evaluate, mountain_car, reward_landscape, training_cli
@@ -94,3 +95,42 @@ def test_tiny_cartpole_run_end_to_end_then_evaluate(capsys, tmp_path, tiny_clip_
     code, err, stdout = run_cli(evaluate, ["--run", str(out)], capsys)
     assert code == 0, err
     assert "success_rate" in stdout and (out / "rollout_eval.mp4").exists()
+
+
+# --- experiments.mountain_car_reward_shapes ---
+
+
+def test_reward_shapes_edit_the_landscape_as_documented():
+    import math
+
+    from experiments.mountain_car_reward_shapes import FLAG, make_shape
+
+    x = np.linspace(-1.2, 0.6, 181)
+    reward = 0.1 * np.sin(20 * x) + 0.2 * x - 0.4  # noisy, rising overall
+    reward[x >= FLAG] = 0.3
+    valley = np.interp(-math.pi / 6, x, reward)
+    below, flag = x < FLAG, x >= FLAG
+    np.testing.assert_array_equal(make_shape("landscape", x, reward), reward)
+    for name in ("smoothed", "right_ramp", "right_ramp_flat_left", "step", "linear"):
+        np.testing.assert_array_equal(make_shape(name, x, reward)[flag], reward[flag])  # the flag's values kept
+    ramp = make_shape("right_ramp_flat_left", x, reward)
+    slope = (x > -math.pi / 6) & below
+    assert np.all(np.diff(ramp[slope]) > 0) and np.allclose(ramp[x <= -math.pi / 6], valley)
+    np.testing.assert_array_equal(make_shape("right_ramp", x, reward)[x <= -math.pi / 6], reward[x <= -math.pi / 6])
+    np.testing.assert_allclose(make_shape("step", x, reward)[below], valley)
+    linear = make_shape("linear", x, reward)[below]
+    assert np.all(np.diff(linear) > 0) and np.isclose(linear[0], reward.min()) and np.isclose(linear[-1], reward[below][-1])
+    smoothed = make_shape("smoothed", x, reward)[below]
+    assert np.std(np.diff(smoothed)) < np.std(np.diff(reward[below]))
+
+
+def test_reward_shapes_cli_errors_are_one_line(tmp_path, capsys):
+    from experiments.mountain_car_reward_shapes import main
+
+    assert main(["--landscape", str(tmp_path / "none.csv"), "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "bad.csv").write_text("position,true_reward\n0.1,0\n")
+    assert main(["--landscape", str(tmp_path / "bad.csv"), "--out", str(tmp_path)]) == 2
+    assert "clip_reward_alpha_0" in capsys.readouterr().err
+    assert main(["--shapes", "wavy", "--out", str(tmp_path)]) == 2
+    assert "unknown ['wavy']" in capsys.readouterr().err
