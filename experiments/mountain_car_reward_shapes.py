@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated (default: %(default)s)")
     parser.add_argument("--total-steps", type=int, default=307_200, help="env steps per shape (default: %(default)s)")
     parser.add_argument("--eval-envs", type=int, default=64, help="greedy evaluation episodes (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed of PPO and the evaluation (default: %(default)s)")
     parser.add_argument("--out", required=True, help="output directory for shapes.json and shapes.png")
     args = parser.parse_args(argv)
     try:
