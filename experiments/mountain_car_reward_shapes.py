@@ -115,18 +115,20 @@ def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: 
     xs, values = jnp.asarray(x, jnp.float32), jnp.asarray(table, jnp.float32)
 
     class LookupReward(Wrapper):
-        """Replaces a batched MountainCar's reward by the table's value at the car position; logs ``success``
-        (set on the last step of each episode: the flag was reached in it)."""
+        """Replaces a batched MountainCar's reward by the table's value at the car position; logs ``episode_end``
+        (1 on the last step of each episode) and ``success`` (1 there when the flag was reached in the episode)."""
 
         def reset(self, rng):
             state = self.env.reset(rng)
-            return state.replace(info={**state.info, STEP_METRICS: {"success": jnp.zeros_like(state.reward)}})
+            zeros = jnp.zeros_like(state.reward)
+            return state.replace(info={**state.info, STEP_METRICS: {"episode_end": zeros, "success": zeros}})
 
         def step(self, state, action):
             state = self.env.step(state, action)
             reward = jnp.interp(state.pipeline_state.position, xs, values)
-            ended = state.metrics["success"] * (state.info["steps"] >= EPISODE_LENGTH)
-            return state.replace(reward=reward, info={**state.info, STEP_METRICS: {"success": ended}})
+            ends = (state.info["steps"] >= EPISODE_LENGTH).astype(jnp.float32)
+            return state.replace(reward=reward, info={**state.info, STEP_METRICS: {
+                "episode_end": ends, "success": state.metrics["success"] * ends}})
 
     base = MountainCar()
     env = brax_training.VmapWrapper(brax_training.EpisodeWrapper(base, EPISODE_LENGTH, action_repeat=1))
@@ -135,10 +137,11 @@ def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: 
     start = time.time()
     state = ppo.init(jax.random.PRNGKey(seed))
     iterations = max(1, total_steps // ppo.config.env_steps_per_iteration)
-    ended = []
+    successes, ends = [], []
     for _ in range(iterations):
         state, metrics = ppo.iteration(state)
-        ended.append(float(metrics["env/success"]))
+        successes.append(float(metrics["env/success"]))
+        ends.append(float(metrics["env/episode_end"]))
     policy = make_policy_fn(ppo, state, deterministic=True)
 
     @jax.jit
@@ -150,9 +153,9 @@ def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: 
         final, _ = jax.lax.scan(step, start_states, None, length=EPISODE_LENGTH)
         return jnp.mean(final.metrics["success"])
 
-    # success on the last step of an episode, averaged over all steps: divide by the share of steps that end one
-    last = ended[-max(1, iterations // 10):]
-    per_episode = float(np.mean(last)) * EPISODE_LENGTH
+    # both are means over the rollout's steps; their ratio is the success rate of the episodes that ended
+    tenth = max(1, iterations // 10)
+    per_episode = float(np.sum(successes[-tenth:]) / max(np.sum(ends[-tenth:]), 1e-9))
     return {"eval_success_rate": float(evaluate(jax.random.PRNGKey(seed + 1))),
             "train_success_rate_last_tenth": per_episode, "wall_s": round(time.time() - start, 1)}
 
