@@ -15,7 +15,7 @@ resets, 200-step episodes) on that function read by linear interpolation (no ren
 * ``right_ramp_flat_left``: ``right_ramp`` with the left of the valley floor set to the valley value;
 * ``step``: the landscape's valley value everywhere below the flag (no slope at all), its own values at the flag;
 * ``linear``: below the flag, a straight line in the position from the landscape's minimum (at the left wall) to its
-  value just below the flag (the ideal shaped reward the preset was calibrated with: a positive control).
+  value just below the flag (an ideal shaped reward: a positive control).
 
 Success is the true criterion (the car reached the flag, position >= 0.45, during the episode) over ``--eval-envs``
 greedy 200-step episodes after training, and the fraction of training episodes that reached it in the last tenth of
@@ -27,20 +27,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from vlmrm_jax.envs.classic.captions import VALLEY_POSITION as VALLEY
+from vlmrm_jax.envs.classic.render import MOUNTAIN_CAR_GOAL_POSITION as FLAG
 from vlmrm_jax.errors import VlmrmError
 
 SHAPES = ("landscape", "smoothed", "right_ramp", "right_ramp_flat_left", "step", "linear")
-#: The valley floor of the track sin(3 x), world units.
-VALLEY = -math.pi / 6
-#: The flag (gym's goal position), world units.
-FLAG = 0.45
 
 
 def read_landscape(path: str | Path, alpha: str = "0") -> tuple[np.ndarray, np.ndarray]:
