@@ -9,7 +9,10 @@ R-precision (fraction of positives among the top-R frames by similarity, R = num
 positive rate). Without --data, held-out frames are generated with --seed. --landscape (humanoid) plots the reward
 along pose sweeps (standing -> kneeling against pelvis height, arms down -> raised against hand height, sitting ->
 lotus against knee separation) and writes the values to a CSV beside the PNG. --benchmark times the image embedding
-(ms/image at batch 16) and the renderer on this machine.
+(ms/image at batch 16) and the renderer on this machine. For the humanoid it also prints, per paper prompt, the
+lowest AUROCs against one other pose alone (e.g. kneeling against squatting: frames a policy can drift into), with
+ground truth from the predicates of the frames' stored states; --look/--camera render generated frames and the
+landscape as a model trained on them expects.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--landscape", help="humanoid: write the reward-landscape PNG here (and a CSV beside it)")
     p.add_argument("--sweep-points", type=int, default=25)
     p.add_argument("--benchmark", action="store_true", help="time image embedding and rendering (batch 16)")
+    p.add_argument("--look", default=None, help="humanoid: scene look of generated frames and the landscape, brax or "
+                                                "paper (default brax; a --data set keeps its own)")
+    p.add_argument("--camera", default=None, help="humanoid: camera of generated frames and the landscape, tracking, "
+                                                  "paper or oblique (default tracking)")
     return p.parse_args(argv)
 
 
@@ -91,8 +98,29 @@ def benchmark(clip, env: str, repeats: int = 20) -> dict:
     return result
 
 
-def humanoid_landscape(clip, alphas, png: Path, points: int, log=print) -> list[dict]:
-    """Renders the :data:`SWEEPS`, scores them and writes ``png`` and ``png.with_suffix('.csv')``."""
+def pose_confusions(clip, data, alpha: float) -> dict[str, dict[str, float]]:
+    """Per paper goal prompt, :func:`~vlmrm_jax.models.evaluation.confusion_aurocs` of its VLM-RM reward against every
+    other pose predicate (the negatives sitting, squatting, lying_down and fallen included), on humanoid frames whose
+    ground truth is recomputed from their stored settled ``qpos``; {task: {other task: AUROC}}."""
+    from vlmrm_jax.envs.humanoid import Humanoid
+    from vlmrm_jax.envs.humanoid.predicates import predicates_of_qpos
+    from vlmrm_jax.models.evaluation import confusion_aurocs, embed_frames
+    from vlmrm_jax.rewards import GoalBaselineReward
+
+    holds = predicates_of_qpos(Humanoid().sys.mj_model, data.states)
+    frames = embed_frames(clip, clip.params, data.images)
+    baseline = clip.embed_text([data.captions.baseline_prompt])
+    result = {}
+    for task, prompt in data.captions.goal_prompts.items():
+        reward = np.asarray(GoalBaselineReward.from_embeddings(clip.embed_text([prompt]), baseline, alpha)(frames))
+        result[task] = confusion_aurocs(reward, holds[task], {k: v for k, v in holds.items() if k != task})
+    return result
+
+
+def humanoid_landscape(clip, alphas, png: Path, points: int, look: str | None = None, camera: str | None = None,
+                       log=print) -> list[dict]:
+    """Renders the :data:`SWEEPS` (with the humanoid's ``look`` and ``camera``, default brax and tracking), scores
+    them and writes ``png`` and ``png.with_suffix('.csv')``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,7 +132,8 @@ def humanoid_landscape(clip, alphas, png: Path, points: int, log=print) -> list[
     from vlmrm_jax.models.evaluation import embed_frames
     from vlmrm_jax.rewards import GoalBaselineReward
 
-    source = HumanoidSource(image_size=clip.image_size, settle_steps=0)
+    views = {k: v for k, v in (("look", look), ("camera", camera)) if v is not None}
+    source = HumanoidSource(image_size=clip.image_size, settle_steps=0, **views)
     model = source._mj_model
     baseline = clip.embed_text([HUMANOID_CAPTIONS.baseline_prompt])
     rows, fig = [], plt.figure(figsize=(4.2 * len(SWEEPS), 3.6))
@@ -179,7 +208,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
     else:
         tmp = tempfile.mkdtemp(prefix="vlm_quality_")
         data = generate(args.env, args.num_frames, args.seed, str(Path(tmp) / "data"), image_size=clip.image_size,
-                        log=log)
+                        look=args.look, camera=args.camera, log=log)
     warn_unknown_prompts(args.model, [*data.captions.goal_prompts.values(), data.captions.baseline_prompt],
                          env=args.env, log=log)
     result = evaluate_prompts(clip, clip.params, data.images, data.labels, data.captions, alphas=alphas)
@@ -187,6 +216,13 @@ def run(args: argparse.Namespace, log=print) -> dict:
     log(f"{args.model} on {len(data)} held-out {args.env} frames (seed {data.manifest['seed']}), baseline prompt "
         f"{data.captions.baseline_prompt!r}:")
     log(markdown_table(result, alphas))
+    if args.env == "humanoid":
+        result["confusions"] = pose_confusions(clip, data, alphas[0])
+        log(f"lowest AUROC (alpha {alphas[0]:g}) of each goal prompt against one other pose alone (ground truth: the "
+            f"predicates of the stored states):")
+        for task, row in result["confusions"].items():
+            worst = sorted((v, k) for k, v in row.items() if not np.isnan(v))[:3]
+            log(f"  {task}: " + ", ".join(f"vs {k} {v:.3f}" for v, k in worst))
     if args.benchmark:
         result["speed"] = benchmark(clip, args.env)
         log(f"speed on {result['speed']['device']}: embed_images {result['speed']['embed_ms_per_image']:.2f} "
@@ -196,7 +232,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
         if args.env != "humanoid":
             raise VlmrmError("--landscape draws humanoid pose sweeps; for CartPole and MountainCar use the classic "
                              "reward landscapes (vlmrm_jax.eval.landscape)")
-        humanoid_landscape(clip, alphas, Path(args.landscape), args.sweep_points, log=log)
+        humanoid_landscape(clip, alphas, Path(args.landscape), args.sweep_points, look=args.look,
+                           camera=args.camera, log=log)
     if args.out_json:
         Path(args.out_json).write_text(json.dumps(result, indent=2))
     return result

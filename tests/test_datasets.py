@@ -134,6 +134,19 @@ def test_unknown_environment():
         make_source("pong")
 
 
+def test_humanoid_source_takes_a_look_and_camera_and_other_envs_refuse_them():
+    from experiments.make_vlm_dataset import source_options
+
+    source = make_source("humanoid", **source_options("humanoid", 32, True, look="paper", camera="oblique"))
+    assert (source.config["look"], source.config["camera"]) == ("paper", "oblique")
+    assert (source._env.look, source._env.camera) == ("paper", "oblique")
+    assert make_source("humanoid").config["camera"] == "tracking"
+    with pytest.raises(VlmrmError, match="camera='fisheye' is not a humanoid camera"):
+        make_source("humanoid", camera="fisheye")
+    with pytest.raises(VlmrmError, match=r"--look/--camera \(oblique\) apply to the humanoid only, not --env cartpole"):
+        source_options("cartpole", 32, True, camera="oblique")
+
+
 # --- classic sources ---
 
 

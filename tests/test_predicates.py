@@ -18,7 +18,8 @@ from mujoco import mjx
 from vlmrm_jax.envs.humanoid import Humanoid
 from vlmrm_jax.errors import VlmrmError
 from vlmrm_jax.envs.humanoid.predicates import (PREDICATES, PROMPT_TO_TASK, HumanoidParts, PoseThresholds, episode_success,
-                                       evaluate_predicates, make_predicates, pose_features, success_rate,
+                                       evaluate_predicates, make_predicates, pose_features, predicates_of_qpos,
+                                       success_rate,
                                        task_for_prompt)
 from vlmrm_jax.envs.humanoid.reference_poses import REFERENCE_POSES, ReferencePose, pose_data, pose_qpos
 
@@ -33,7 +34,7 @@ EXPECTED = {
     "kneeling": {"kneeling"},
     "kneeling_on_heels": {"kneeling"},
     "one_knee": {"kneeling"},
-    "squat": set(),
+    "squat": {"squatting"},
     "sitting": {"sitting"},
     "lotus": {"sitting", "lotus"},
     "splits": {"sitting", "splits"},
@@ -84,6 +85,18 @@ def test_reference_poses_satisfy_exactly_their_predicates(evaluate, pose_batch):
         assert values.shape == (len(EXPECTED),) and values.dtype == jnp.bool_
         for pose, value in zip(EXPECTED, np.asarray(values)):
             assert value == (task in EXPECTED[pose]), f"{task} on pose {pose!r}"
+
+
+def test_predicates_of_stored_qpos_match_the_expected_poses(mj_model):
+    qpos = np.stack([pose_qpos(mj_model, REFERENCE_POSES[name]) for name in EXPECTED])
+    holds = predicates_of_qpos(mj_model, qpos)
+    assert set(holds) == set(PREDICATES)
+    for task, values in holds.items():
+        assert values.shape == (len(EXPECTED),) and values.dtype == bool
+        assert {pose for pose, value in zip(EXPECTED, values) if value} == {
+            pose for pose, tasks in EXPECTED.items() if task in tasks}, task
+    with pytest.raises(VlmrmError, match=r"qpos has shape \(24,\), expected \[N, 24\]"):
+        predicates_of_qpos(mj_model, qpos[0])
 
 
 def test_predicate_fns_jit_vmap_and_leading_axes_agree(env, mj_model, evaluate, pose_batch):

@@ -16,7 +16,7 @@ from vlm_toy_data import TOY_CAPTIONS, ToySource
 from vlmrm_jax.datasets import load_dataset, write_dataset
 from vlmrm_jax.errors import ModelNotFoundError, VlmrmError
 from vlmrm_jax.models import CLIP
-from vlmrm_jax.models.evaluation import auroc, evaluate_prompts, r_precision
+from vlmrm_jax.models.evaluation import auroc, confusion_aurocs, evaluate_prompts, r_precision
 from vlmrm_jax.models.export import save_clip
 from vlmrm_jax.models.registry import OFFLINE_MODELS
 from vlmrm_jax.models.training import (TrainConfig, batch_indices, fit, init_state, make_optimizer, make_train_step,
@@ -29,6 +29,20 @@ from vlmrm_jax.models.vocabulary import prompt_warnings, read_model_captions, wa
 def _auroc_pairs(scores, labels):
     pos, neg = scores[labels], scores[~labels]
     return np.mean([(p > n) + 0.5 * (p == n) for p, n in itertools.product(pos, neg)])
+
+
+def test_confusion_aurocs_isolate_each_negative_concept():
+    # goal frames score 2 and 3; concept "far" scores 0 (separable), "same" 2 and 3 (a tie on every pair: 0.5),
+    # "above" 4 and 5 (always higher: 0); "empty" has no frame. Frames where the goal also holds stay positives.
+    scores = np.array([2.0, 3.0, 0.0, 0.0, 2.0, 3.0, 4.0, 5.0, 1.0])
+    goal = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0], bool)
+    mask = lambda *idx: np.isin(np.arange(9), idx)  # noqa: E731
+    result = confusion_aurocs(scores, goal, {"far": mask(2, 3), "same": mask(4, 5), "above": mask(6, 7),
+                                             "with_goal": mask(0, 8), "empty": mask()})
+    assert result["far"] == 1.0 and result["same"] == 0.5 and result["above"] == 0.0
+    assert result["with_goal"] == 1.0 and np.isnan(result["empty"])
+    with pytest.raises(VlmrmError, match="concept 'bad' has"):
+        confusion_aurocs(scores, goal, {"bad": np.zeros(3, bool)})
 
 
 def test_auroc_matches_the_pairwise_definition_with_ties():

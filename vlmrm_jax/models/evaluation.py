@@ -63,6 +63,35 @@ def r_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(labels[top].mean())
 
 
+def confusion_aurocs(scores: np.ndarray, goal: np.ndarray, others: dict[str, np.ndarray]) -> dict[str, float]:
+    """How well a reward tells the goal from each other concept alone: per concept, the AUROC of ``scores`` over the
+    goal frames (positives) and the frames where that concept holds and the goal does not (negatives).
+
+    A mean AUROC over all frames hides a single confusable pose (kneeling against squatting, say) behind many easy
+    negatives; this isolates it.
+
+    Args:
+        scores: float [N], e.g. the VLM-RM reward of each frame for the goal prompt.
+        goal: bool [N], the goal concept's ground truth.
+        others: concept name -> bool [N], its ground truth.
+
+    Returns:
+        Concept name -> AUROC in [0, 1] (NaN when the goal or that concept has no frame).
+
+    Raises:
+        VlmrmError: if the arrays are not 1-D of one length.
+    """
+    goal = np.asarray(goal, bool)
+    result = {}
+    for name, holds in others.items():
+        holds = np.asarray(holds, bool)
+        if holds.shape != goal.shape:
+            raise VlmrmError(f"concept {name!r} has {holds.shape} labels, the goal {goal.shape}")
+        keep = goal | holds
+        result[name] = auroc(np.asarray(scores)[keep], goal[keep])
+    return result
+
+
 _embed_images_jit = jax.jit(lambda clip, params, images: clip.embed_images(params, images))
 
 

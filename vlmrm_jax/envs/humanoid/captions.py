@@ -12,8 +12,8 @@ States come from four sampling modes (:data:`HumanoidSource.modes`):
 The first three are placed with their lowest point on the floor (:func:`~vlmrm_jax.envs.humanoid.reference_poses.pose_qpos`)
 at a random yaw, some dropped from up to ``max_drop`` m. Every state is then settled by ``settle_steps`` control
 steps of the MJX physics with zero torques (so it is physically plausible: contacts resolved, limp limbs start to
-sag), rendered by :meth:`Humanoid.make_render_fn` (the paper's tracking camera, shadows on: exactly the frames the
-reward model sees in training) and labelled by :func:`~vlmrm_jax.envs.humanoid.predicates.evaluate_predicates` on the settled
+sag), rendered by :meth:`Humanoid.make_render_fn` (by default brax's look and the tracking camera, shadows on: exactly
+the frames the reward model sees in training; ``look`` and ``camera`` select the others) and labelled by :func:`~vlmrm_jax.envs.humanoid.predicates.evaluate_predicates` on the settled
 state. Captions include the paper's eight goal prompts and its baseline "a humanoid robot" (Rocamonde et al. 2023,
 section 4.4).
 """
@@ -111,9 +111,13 @@ class HumanoidSource:
             in the ``mixed`` mode).
         max_drop: largest height (m) above the floor at which a sampled pose starts settling (20% of poses).
         rollout_length: random-action rollouts last 1 to this many env steps.
+        look: the scene look, "brax" (default) or "paper" (:class:`~vlmrm_jax.envs.humanoid.Humanoid`'s ``look``).
+        camera: the camera the frames are rendered through, "tracking" (default) or "paper" (``Humanoid``'s
+            ``camera``). A CLIP trained on these frames should be used with the same look and camera.
 
     Raises:
-        VlmrmError: on a non-positive size or step count, negative weights, or weights summing to zero.
+        VlmrmError: on a non-positive size or step count, negative weights, or weights summing to zero, or an
+            unknown look or camera.
     """
 
     env = "humanoid"
@@ -122,7 +126,8 @@ class HumanoidSource:
 
     def __init__(self, image_size: int = 64, *, shadows: bool = True, settle_steps: int = 3,
                  mode_weights: tuple[float, float, float, float] = (0.45, 0.2, 0.15, 0.2),
-                 max_noise_deg: float = 20.0, max_drop: float = 0.3, rollout_length: int = 100):
+                 max_noise_deg: float = 20.0, max_drop: float = 0.3, rollout_length: int = 100,
+                 look: str = "brax", camera: str = "tracking"):
         from vlmrm_jax.envs.humanoid import Humanoid
 
         if image_size <= 0 or settle_steps < 0 or rollout_length <= 0:
@@ -139,7 +144,8 @@ class HumanoidSource:
         self.max_noise_deg = float(max_noise_deg)
         self.max_drop = float(max_drop)
         self.rollout_length = int(rollout_length)
-        self._env = Humanoid()
+        self._env = Humanoid(look=look, camera=camera)
+        self.look, self.camera = look, camera
         model = self._env.sys.mj_model
         self._mj_model = model
         hinges = [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
@@ -155,7 +161,8 @@ class HumanoidSource:
         """The settings that, with a seed, reproduce the frames."""
         return {"image_size": self.image_size, "shadows": self.shadows, "settle_steps": self.settle_steps,
                 "mode_weights": list(self.mode_weights), "max_noise_deg": self.max_noise_deg,
-                "max_drop": self.max_drop, "rollout_length": self.rollout_length}
+                "max_drop": self.max_drop, "rollout_length": self.rollout_length, "look": self.look,
+                "camera": self.camera}
 
     # --- pose sampling (NumPy, deterministic per seed) ---
 

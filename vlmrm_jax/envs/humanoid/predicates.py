@@ -36,6 +36,7 @@ from typing import Callable, NamedTuple, Union
 import jax
 import jax.numpy as jnp
 import mujoco
+import numpy as np
 from mujoco import mjx
 
 from vlmrm_jax.errors import VlmrmError
@@ -100,6 +101,10 @@ class PoseThresholds:
             Arms crossed: -0.38.
         one_leg_foot_raise_min: smallest height difference between the feet for standing on one leg (m).
             Standing: 0.0; one knee raised to the front: 0.39.
+        foot_floor_max: highest foot centre for a foot on the floor (m; the foot sphere's radius is 0.075). Standing
+            and squatting: 0.075; one knee down: 0.094; lying face down: 0.42.
+        squat_knee_flexion_min: smallest bend of both knees for squatting (rad; as lotus_knee_flexion_min). Standing:
+            0.04; deep squat: 2.3.
         lying_tilt_min: smallest torso tilt from the vertical for lying down (rad; 1.0 rad = 57 deg). Lying: 1.57.
         lying_torso_max: highest torso origin for lying down (m). On the back: 0.12; on the side: 0.37; face down:
             0.40; sitting: 0.55.
@@ -124,6 +129,8 @@ class PoseThresholds:
     arms_crossed_front_min: float = 0.1
     arms_crossed_height_range: tuple[float, float] = (-0.47, 0.1)
     one_leg_foot_raise_min: float = 0.2
+    foot_floor_max: float = 0.15
+    squat_knee_flexion_min: float = 1.0
     lying_tilt_min: float = 1.0
     lying_torso_max: float = 0.5
     fallen_head_max: float = 0.5
@@ -306,6 +313,18 @@ def _sitting(f: PoseFeatures, t: PoseThresholds) -> jax.Array:
     return _upright(f, t) & (f.butt_z <= t.seated_butt_max)
 
 
+def _squatting(f: PoseFeatures, t: PoseThresholds) -> jax.Array:
+    """Squatting (crouching on the feet): not lying (torso tilt below lying_tilt_min), both feet on the floor (foot
+    centres within foot_floor_max), both knees bent by at least squat_knee_flexion_min and off the floor (higher than
+    knee_floor_max), the butt off the floor (higher than seated_butt_max) and the head below standing_head_min. A
+    negative for kneeling: the knees are low and bent, but no knee rests on the floor."""
+    on_feet = jnp.all(f.foot_z <= t.foot_floor_max, axis=-1)
+    knees = jnp.all((f.knee_flexion >= t.squat_knee_flexion_min) & (f.knee_z > t.knee_floor_max), axis=-1)
+    not_lying = f.torso_tilt_cos > math.cos(t.lying_tilt_min)
+    return (_above_floor(f, t) & not_lying & on_feet & knees & (f.butt_z > t.seated_butt_max)
+            & (f.head_z < t.standing_head_min))
+
+
 def _lotus(f: PoseFeatures, t: PoseThresholds) -> jax.Array:
     """Seated in the lotus position, approximated: sitting, both knees bent by at least lotus_knee_flexion_min and the
     knees at least lotus_knee_separation_min apart (thighs turned out to the sides). A true lotus (each foot on the
@@ -351,6 +370,7 @@ _TASKS: dict[str, tuple[str | None, Rule]] = {
     "one_leg": ("a humanoid robot standing up on one leg", _one_leg),
     "lying_down": (None, _lying_down),
     "sitting": (None, _sitting),
+    "squatting": (None, _squatting),
     "fallen": (None, _fallen),
 }
 
@@ -362,7 +382,7 @@ class Predicate:
     Attributes:
         name: the task key (e.g. ``"kneeling"``).
         prompt: the paper's goal prompt for this task (Rocamonde et al. 2023, section 4.4), or None for the extra
-            negatives (lying_down, sitting, fallen).
+            negatives (lying_down, sitting, squatting, fallen).
         description: the geometric rule in words, naming the :class:`PoseThresholds` fields it uses.
         fn: ``fn(model, data) -> bool [...]``: ``model`` an ``mjx.Model`` (``env.sys``) or ``mujoco.MjModel`` of
             brax's humanoid, ``data`` an ``mjx.Data`` (``state.pipeline_state``) with any leading batch axes
@@ -402,7 +422,7 @@ def make_predicates(thresholds: PoseThresholds = PoseThresholds()) -> dict[str, 
 
 #: Task key -> :class:`Predicate` with the default :class:`PoseThresholds`. Keys: the eight paper tasks
 #: ("kneeling", "lotus", "standing", "arms_raised", "splits", "hands_on_hips", "arms_crossed", "one_leg") and the
-#: negatives "lying_down", "sitting", "fallen".
+#: negatives "lying_down", "sitting", "squatting", "fallen".
 PREDICATES: dict[str, Predicate] = make_predicates()
 
 #: The paper's eight humanoid goal prompts -> task key.
@@ -449,3 +469,31 @@ def evaluate_predicates(model: AnyModel, data: mjx.Data, tasks: list[str] | None
     _check_data(model, data)
     features = pose_features(HumanoidParts.from_model(model), data)
     return {task: _TASKS[task][1](features, thresholds) for task in tasks}
+
+
+def predicates_of_qpos(model: mujoco.MjModel, qpos: np.ndarray) -> dict[str, np.ndarray]:
+    """Every predicate on a batch of poses given as ``qpos``, with MuJoCo's own kinematics (no MJX, no jit).
+
+    For stored states, e.g. the settled ``qpos`` a humanoid dataset keeps (``CaptionedFrames.states``).
+
+    Args:
+        model: the ``mujoco.MjModel`` of brax's humanoid (``env.sys.mj_model``).
+        qpos: float [N, nq] (nq = 24), root position (m), root quaternion, hinge angles (rad).
+
+    Returns:
+        Task key -> bool [N], keys as in :data:`PREDICATES`.
+
+    Raises:
+        VlmrmError: if ``qpos`` is not [N, model.nq].
+    """
+    qpos = np.asarray(qpos, np.float64)
+    if qpos.ndim != 2 or qpos.shape[1] != model.nq:
+        raise VlmrmError(f"qpos has shape {qpos.shape}, expected [N, {model.nq}] for this model")
+    datas = []
+    for q in qpos:
+        data = mujoco.MjData(model)
+        data.qpos[:] = q
+        mujoco.mj_kinematics(model, data)
+        datas.append(mjx.put_data(model, data))
+    stacked = jax.tree.map(lambda *xs: np.stack(xs), *datas)
+    return {task: np.asarray(holds) for task, holds in evaluate_predicates(model, stacked).items()}
