@@ -39,14 +39,15 @@ _IN_DOMAIN = ("the shipped humanoid-clip-tiny was trained on brax + tracking fra
 
 
 def add_env_arguments(group: argparse._ArgumentGroup) -> None:
-    """Adds ``--look brax|paper`` and ``--camera tracking|paper`` (docs/humanoid_setup.md)."""
+    """Adds ``--look brax|paper`` and ``--camera tracking|paper|oblique`` (docs/humanoid_setup.md)."""
     group.add_argument("--look", default="brax",
                        help="scene look: 'brax' (brax's MJCF) or 'paper' (VLM-RM's sky box, tiled floor, textured "
                             f"body); {_IN_DOMAIN} (default: %(default)s)")
     group.add_argument("--camera", default="tracking",
-                       help="camera: 'tracking' (follows the torso) or 'paper' (the authors' camera as their code "
-                            "rendered it: fixed, looking at (0, 0, 1) m); 'paper' needs a CLIP trained on its frames, "
-                            "as --look (default: %(default)s)")
+                       help="camera: 'tracking' (follows the torso), 'paper' (the authors' camera as their code "
+                            "rendered it: fixed, looking at (0, 0, 1) m) or 'oblique' (follows the torso from closer, "
+                            "at 45 deg to the front); the others need a CLIP trained on their frames, as --look "
+                            "(default: %(default)s)")
 
 
 def env_options(args: argparse.Namespace) -> dict:

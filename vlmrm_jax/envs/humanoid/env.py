@@ -62,8 +62,9 @@ class Humanoid(_BraxHumanoid):
             and velocities at reset.
         look: "brax" (brax's MJCF scene, the default) or "paper" (VLM-RM's textured scene with project-made
             textures: sky box, matte tiled floor, robot skin, one light from above). Physics is the same.
-        camera: the default camera of :meth:`make_render_fn`: "tracking" (follows the torso, the default) or
-            "paper" (the authors' camera as it really rendered: fixed, looking at (0, 0, 1) m).
+        camera: the default camera of :meth:`make_render_fn`: "tracking" (follows the torso, the default),
+            "paper" (the authors' camera as it really rendered: fixed, looking at (0, 0, 1) m) or "oblique" (follows
+            the torso from closer, at 45 deg to the front: :data:`~vlmrm_jax.envs.humanoid.camera.CAMERAS`).
 
     Raises:
         VlmrmError: on an unknown look or camera.
