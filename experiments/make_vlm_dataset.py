@@ -27,7 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=64, help="frame size in pixels (default 64)")
     p.add_argument("--no-shadows", action="store_true", help="humanoid, stacking: render without shadows")
     p.add_argument("--look", default=None, help="humanoid: scene look, brax or paper (default brax)")
-    p.add_argument("--camera", default=None, help="humanoid: camera, tracking or paper (default tracking)")
+    p.add_argument("--camera", default=None, help="humanoid: camera, tracking, paper or oblique (default tracking)")
     p.add_argument("--chunk-size", type=int, default=256, help="frames rendered per jitted call and per shard")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     return p.parse_args(argv)

@@ -112,8 +112,8 @@ class HumanoidSource:
         max_drop: largest height (m) above the floor at which a sampled pose starts settling (20% of poses).
         rollout_length: random-action rollouts last 1 to this many env steps.
         look: the scene look, "brax" (default) or "paper" (:class:`~vlmrm_jax.envs.humanoid.Humanoid`'s ``look``).
-        camera: the camera the frames are rendered through, "tracking" (default) or "paper" (``Humanoid``'s
-            ``camera``). A CLIP trained on these frames should be used with the same look and camera.
+        camera: the camera the frames are rendered through, "tracking" (default), "paper" or "oblique"
+            (``Humanoid``'s ``camera``). A CLIP trained on these frames should be used with the same look and camera.
 
     Raises:
         VlmrmError: on a non-positive size or step count, negative weights, or weights summing to zero, or an
