@@ -247,7 +247,7 @@ def test_shadows_darken_the_floor_exactly_where_mj_ray_finds_an_occluder(humanoi
     darker = (lit - shaded)[pixels[:, 0], pixels[:, 1]].max(axis=-1) > 0.05
     assert occluded.sum() >= 10, "the fallen humanoid should shadow some visible floor"
     assert np.mean(darker == occluded) >= 0.99
-    assert np.all(shaded <= lit + 1e-6), "shadows only ever darken"
+    assert np.all(shaded <= lit + 1e-5), "shadows only ever darken (up to float32 rounding)"
 
 
 def test_reflection_shows_what_the_mirrored_ray_hits(humanoid, humanoid_sys, compiled):
@@ -264,7 +264,7 @@ def test_reflection_shows_what_the_mirrored_ray_hits(humanoid, humanoid_sys, com
         mujoco.mj_ray(m, d, point + [0, 0, 1e-3], direction * [1, 1, -1], None, 1, -1, geom)
         reflects_body.append(geom[0] >= 1)
     reflects_body = np.array(reflects_body)
-    changed = np.abs(mirrored - plain).max(axis=-1) > 1e-6
+    changed = np.abs(mirrored - plain).max(axis=-1) > 1e-5  # float32 rounding: up to 2.8e-6 with jax 0.10.2
     floor_changed = changed[pixels[:, 0], pixels[:, 1]]
     assert reflects_body.sum() >= 5
     # Only floor pixels change, only where the mirrored ray hits the body, and on dark (unsaturated) tiles always.
