@@ -3,7 +3,10 @@
     python -m experiments.evaluate --run runs/humanoid
 
 Loads the run's config.json and latest checkpoint, rolls out --episodes full episodes with the deterministic policy,
-writes rollout_eval.mp4 (per-frame VLM reward drawn on it) and eval.json into the run directory.
+writes rollout_eval.mp4 (per-frame VLM reward drawn on it) and eval.json into the run directory. With
+--save-states FILE it also writes the rollouts' physics states (qpos, qvel; MuJoCo envs), which
+`make_vlm_dataset --policy-states FILE` renders and labels by the ground-truth predicates to retrain the reward model
+on the states the policy visits (docs/humanoid_setup.md).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="episodes to roll out (default: the run's --eval-episodes)")
     p.add_argument("--seed", type=int, default=1, help="PRNG seed of the rollouts (default: %(default)s; training "
                                                        "evaluated with seed 1 too)")
+    p.add_argument("--save-states", metavar="FILE", default=None,
+                   help="also write the rollouts' physics states (qpos, qvel) to this .npz (default: not written)")
     return p
 
 
@@ -33,7 +38,8 @@ def main(argv=None) -> int:
     from vlmrm_jax.pipeline import evaluate_run
 
     def work():
-        summary = evaluate_run(args.run, episodes=args.episodes, seed=args.seed)
+        summary = evaluate_run(args.run, episodes=args.episodes, seed=args.seed,
+                               states_path=args.save_states)
         for k, v in summary.items():
             print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
 

@@ -6,6 +6,10 @@ States are sampled by the environment's caption source (vlmrm_jax.datasets), ren
 and camera (the frames PPO's reward model sees) and labelled with ground-truth concepts whose captions include the
 paper's prompts. The directory is written atomically (manifest.json, captions.json, labels/states/modes .npy,
 uint8 image shards); the per-concept positive counts are printed at the end. The same --seed gives the same frames.
+
+With --policy-states FILE (humanoid; written by `python -m experiments.evaluate --run DIR --save-states FILE`) a
+--policy-fraction of the frames are states a trained policy visited, labelled by the same ground-truth predicates:
+retraining the reward model on them teaches it the poses its policy reaches (docs/humanoid_setup.md).
 """
 
 from __future__ import annotations
@@ -28,32 +32,45 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-shadows", action="store_true", help="humanoid, stacking: render without shadows")
     p.add_argument("--look", default=None, help="humanoid: scene look, brax or paper (default brax)")
     p.add_argument("--camera", default=None, help="humanoid: camera, tracking, paper or oblique (default tracking)")
+    p.add_argument("--policy-states", metavar="FILE", default=None,
+                   help="humanoid: .npz of a policy's states (experiments.evaluate --save-states) to draw frames from")
+    p.add_argument("--policy-fraction", type=float, default=None,
+                   help="humanoid: fraction of the frames drawn from --policy-states (default 0.25 with it)")
     p.add_argument("--chunk-size", type=int, default=256, help="frames rendered per jitted call and per shard")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     return p.parse_args(argv)
 
 
 def source_options(env: str, image_size: int, shadows: bool, look: str | None = None,
-                   camera: str | None = None) -> dict:
-    """Keyword options of ``make_source(env, ...)`` from the shared flags.
+                   camera: str | None = None, policy_states: str | None = None,
+                   policy_fraction: float | None = None) -> dict:
+    """Keyword options of ``make_source(env, ...)`` from the shared flags (``policy_fraction`` defaults to 0.25
+    when ``policy_states`` is given).
 
     Raises:
-        VlmrmError: ``look`` or ``camera`` given for an env other than the humanoid.
+        VlmrmError: ``look``, ``camera``, ``policy_states`` or ``policy_fraction`` given for an env other than the
+            humanoid, or ``policy_fraction`` without ``policy_states``.
     """
-    views = {k: v for k, v in (("look", look), ("camera", camera)) if v is not None}
+    views = {k: v for k, v in (("look", look), ("camera", camera), ("policy_states", policy_states),
+                               ("policy_fraction", policy_fraction)) if v is not None}
     if views and env != "humanoid":
-        raise VlmrmError(f"--look/--camera ({', '.join(views.values())}) apply to the humanoid only, not --env {env}")
+        raise VlmrmError(f"--{'/--'.join(k.replace('_', '-') for k in views)} apply to the humanoid only, not "
+                         f"--env {env}")
+    if policy_fraction is not None and policy_states is None:
+        raise VlmrmError(f"--policy-fraction {policy_fraction} needs --policy-states FILE")
+    if policy_states is not None and policy_fraction is None:
+        views["policy_fraction"] = 0.25
     return dict(image_size=image_size, **({"shadows": shadows} if env in ("humanoid", "stacking") else {}), **views)
 
 
 def generate(env: str, num_frames: int, seed: int, out: str, *, image_size: int = 64, shadows: bool = True,
              chunk_size: int = 256, overwrite: bool = False, look: str | None = None, camera: str | None = None,
-             log=print):
+             policy_states: str | None = None, policy_fraction: float | None = None, log=print):
     """Generates and writes one dataset with a progress bar; returns the loaded :class:`CaptionedFrames`.
 
     Raises:
-        VlmrmError: unknown env, bad sizes, a look or camera for a non-humanoid env or an unknown one, a non-empty
-            ``out`` without ``overwrite``.
+        VlmrmError: unknown env, bad sizes, a look, camera or policy states for a non-humanoid env or an unknown or
+            unreadable one, a non-empty ``out`` without ``overwrite``.
     """
     from tqdm.auto import tqdm
 
@@ -62,7 +79,8 @@ def generate(env: str, num_frames: int, seed: int, out: str, *, image_size: int 
 
     if num_frames <= 0:
         raise VlmrmError(f"--num-frames={num_frames} must be a positive integer")
-    source = make_source(env, **source_options(env, image_size, shadows, look, camera))
+    source = make_source(env, **source_options(env, image_size, shadows, look, camera, policy_states,
+                                               policy_fraction))
     log(f"generating {num_frames} {env} frames (seed {seed}, {image_size}x{image_size}) into {out}")
     with tqdm(total=num_frames, desc=f"{env} frames", unit="frame", dynamic_ncols=True) as bar:
         def batches():
@@ -82,7 +100,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     return run_cli(lambda: generate(args.env, args.num_frames, args.seed, args.out, image_size=args.image_size,
                                     shadows=not args.no_shadows, chunk_size=args.chunk_size,
-                                    overwrite=args.overwrite, look=args.look, camera=args.camera))
+                                    overwrite=args.overwrite, look=args.look, camera=args.camera,
+                                    policy_states=args.policy_states, policy_fraction=args.policy_fraction))
 
 
 if __name__ == "__main__":

@@ -143,8 +143,45 @@ def test_humanoid_source_takes_a_look_and_camera_and_other_envs_refuse_them():
     assert make_source("humanoid").config["camera"] == "tracking"
     with pytest.raises(VlmrmError, match="camera='fisheye' is not a humanoid camera"):
         make_source("humanoid", camera="fisheye")
-    with pytest.raises(VlmrmError, match=r"--look/--camera \(oblique\) apply to the humanoid only, not --env cartpole"):
+    with pytest.raises(VlmrmError, match=r"--camera apply to the humanoid only, not --env cartpole"):
         source_options("cartpole", 32, True, camera="oblique")
+    with pytest.raises(VlmrmError, match=r"--policy-fraction 0.5 needs --policy-states"):
+        source_options("humanoid", 32, True, policy_fraction=0.5)
+    assert source_options("humanoid", 32, True, policy_states="s.npz")["policy_fraction"] == 0.25
+
+
+def test_humanoid_policy_mode_draws_the_saved_states(tmp_path):
+    from types import SimpleNamespace
+
+    from vlmrm_jax.pipeline import save_rollout_states
+
+    rng = np.random.default_rng(0)
+    qpos = rng.normal(size=(5, 3, 24))  # [T, episodes, nq], as a rollout stacks its states
+    qvel = rng.normal(size=(5, 3, 23))
+    path = save_rollout_states(tmp_path / "states.npz",
+                               SimpleNamespace(pipeline_state=SimpleNamespace(qpos=qpos, qvel=qvel)))
+    with np.load(path) as f:
+        np.testing.assert_allclose(f["qpos"][2, 4], qpos[4, 2], rtol=1e-6)  # [episodes, T, nq]
+    source = make_source("humanoid", image_size=32, mode_weights=(1.0, 1.0, 1.0, 0.0), policy_states=str(path),
+                         policy_fraction=0.5)
+    assert source.mode_weights[4] == 0.5 and source.config["policy_fraction"] == 0.5
+    state_qpos, state_qvel, modes = source.sample_states(64, seed=3)
+    policy = modes == source.modes.index("policy")
+    assert 16 < policy.sum() < 48 and not (modes == source.modes.index("rollout")).any()
+    saved = {tuple(np.float32(q)) for q in qpos.reshape(-1, 24)}
+    assert all(tuple(np.float32(q)) in saved for q in state_qpos[policy])
+    assert not any(tuple(np.float32(q)) in saved for q in state_qpos[~policy])
+    assert np.abs(state_qvel[policy]).min() > 0 and not state_qvel[~policy].any()
+    with pytest.raises(VlmrmError, match="give both"):
+        make_source("humanoid", policy_states=str(path))
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(VlmrmError, match="not a readable .npz.*--save-states"):
+        make_source("humanoid", policy_states=str(tmp_path / "bad.npz"), policy_fraction=0.1)
+    np.savez(tmp_path / "short.npz", qpos=np.zeros((4, 20)), qvel=np.zeros((4, 23)))
+    with pytest.raises(VlmrmError, match=r"qpos \(4, 20\).*\[\.\.\., 24\]"):
+        make_source("humanoid", policy_states=str(tmp_path / "short.npz"), policy_fraction=0.1)
+    with pytest.raises(VlmrmError, match="no qpos/qvel"):
+        save_rollout_states(tmp_path / "x.npz", SimpleNamespace(pipeline_state=np.zeros(3)))
 
 
 # --- classic sources ---

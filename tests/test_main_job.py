@@ -3,6 +3,7 @@
 import json
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 
 from experiments import evaluate, humanoid
@@ -36,10 +37,14 @@ def test_main_job_writes_every_output(run_dir):
 
 
 def test_evaluate_reloads_the_policy(run_dir, capsys):
-    assert evaluate.main(["--run", str(run_dir), "--episodes", "1"]) == 0
+    states = run_dir / "policy_states.npz"
+    assert evaluate.main(["--run", str(run_dir), "--episodes", "1", "--save-states", str(states)]) == 0
     out = capsys.readouterr().out
     assert "mean_reward" in out and "success_rate" in out
     assert (run_dir / "rollout_eval.mp4").stat().st_size > 0
+    with np.load(states) as f:  # [episodes, episode_length, nq/nv], a moving humanoid
+        assert f["qpos"].shape == (1, 4, 24) and f["qvel"].shape == (1, 4, 23)
+        assert np.all(np.diff(f["qpos"][0], axis=0) != 0, axis=1).any()
 
 
 def test_resume_of_a_finished_run_trains_no_further(run_dir):

@@ -423,9 +423,38 @@ def rollout_summary(env: Any, prompts: list[str], rewards: np.ndarray, step_metr
     return summary
 
 
+def save_rollout_states(path: str | Path, states) -> Path:
+    """Writes the physics states of an evaluation rollout to ``path`` (``.npz``, atomically): ``qpos`` float32
+    [episodes, T, nq] and ``qvel`` float32 [episodes, T, nv] (generalised positions in metres and radians, velocities
+    in m/s and rad/s) after each of the T env steps.
+
+    ``states`` is :class:`~vlmrm_jax.eval.rollout.Rollout`'s ``states`` (leaves [T, episodes, ...]). The file is the
+    ``policy_states`` input of :class:`~vlmrm_jax.envs.humanoid.HumanoidSource`: the states a trained policy visits,
+    labelled there by the ground-truth predicates, so a reward model can be retrained on them.
+
+    Raises:
+        VlmrmError: if the env's physics state has no ``qpos``/``qvel`` (the classic-control envs).
+    """
+    import io
+
+    from vlmrm_jax.rl.checkpoint import save_bytes_atomic
+
+    physics = states.pipeline_state
+    if not (hasattr(physics, "qpos") and hasattr(physics, "qvel")):
+        raise VlmrmError(f"this env's state ({type(physics).__name__}) has no qpos/qvel to save; --save-states "
+                         f"applies to the MuJoCo envs (humanoid)")
+    buffer = io.BytesIO()
+    np.savez(buffer, qpos=np.swapaxes(np.asarray(physics.qpos, np.float32), 0, 1),
+             qvel=np.swapaxes(np.asarray(physics.qvel, np.float32), 0, 1))
+    save_bytes_atomic(path, buffer.getvalue())
+    return Path(path)
+
+
 def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int = 1,
-                      video_name: str = "rollout.mp4", log: Callable[[str], None] = print) -> dict:
-    """Rolls out the deterministic policy for ``eval_episodes`` full episodes, writes the video and ``eval.json``.
+                      video_name: str = "rollout.mp4", states_path: str | Path | None = None,
+                      log: Callable[[str], None] = print) -> dict:
+    """Rolls out the deterministic policy for ``eval_episodes`` full episodes, writes the video and ``eval.json``
+    (and with ``states_path`` the rollout's physics states, :func:`save_rollout_states`).
 
     Returns:
         {"env_steps", "episodes", "mean_reward", "prompts", "task" (the env's success criterion for the prompts, or
@@ -465,6 +494,8 @@ def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int =
     captions = [f"step {t:3d}  VLM reward {r:.4f}" for t, r in enumerate(rewards[:, 0])]
     write_video(out / video_name, caption_frames(np.asarray(frames), captions))
     save_json_atomic(out / "eval.json", summary)
+    if states_path is not None:
+        log(f"physics states of the {config.eval_episodes} episodes: {save_rollout_states(states_path, result.states)}")
     success = f"; success rate ({task}) {summary['success_rate']:.2f}" if task else ""
     log(f"evaluation over {config.eval_episodes} episodes: mean VLM reward {summary['mean_reward']:.4f}{success}; "
         f"video {out / video_name}")
@@ -472,8 +503,9 @@ def evaluate_pipeline(pipeline: Pipeline, state, out: str | Path, *, seed: int =
 
 
 def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int = 1,
-                 log: Callable[[str], None] = print) -> dict:
-    """Loads a run's config and latest checkpoint, then evaluates it as :func:`evaluate_pipeline` does.
+                 states_path: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+    """Loads a run's config and latest checkpoint, then evaluates it as :func:`evaluate_pipeline` does (writing the
+    rollout's physics states to ``states_path`` if given).
 
     Raises:
         VlmrmError: if ``run_dir`` holds no run or no checkpoint, or the checkpoint is corrupt.
@@ -485,7 +517,8 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int 
     pipeline = build(config)
     abstract = jax.eval_shape(pipeline.ppo.init, jax.random.PRNGKey(0))
     state, _ = Checkpoints(run_dir / CHECKPOINT_DIR).restore(abstract)
-    return evaluate_pipeline(pipeline, state, run_dir, seed=seed, video_name="rollout_eval.mp4", log=log)
+    return evaluate_pipeline(pipeline, state, run_dir, seed=seed, video_name="rollout_eval.mp4",
+                             states_path=states_path, log=log)
 
 
 #: The shipped offline model each env falls back to when no hub CLIP is available (see the README).

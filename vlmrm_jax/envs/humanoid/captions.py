@@ -1,13 +1,17 @@
 """Auto-labelled humanoid frames: diverse poses, rendered as PPO sees them, captioned from the pose predicates.
 
-States come from four sampling modes (:data:`HumanoidSource.modes`):
+States come from five sampling modes (:data:`HumanoidSource.modes`):
 
 - ``reference``: a hand-built pose of :data:`~vlmrm_jax.envs.humanoid.reference_poses.REFERENCE_POSES` (weighted towards
   the paper's tasks) with Gaussian joint noise of a per-frame scale in [0, ``max_noise_deg``];
 - ``mixed``: the legs, abdomen and root orientation of one reference pose with the arms of another (e.g. kneeling
   with arms raised, lotus with arms crossed), with smaller noise;
 - ``random``: every hinge uniform within its range, the root near upright or uniformly oriented;
-- ``rollout``: the state after a random number of steps of random actions from :meth:`Humanoid.reset`.
+- ``rollout``: the state after a random number of steps of random actions from :meth:`Humanoid.reset`;
+- ``policy`` (off unless ``policy_states`` is given): a state a trained policy visited, drawn uniformly from the
+  file ``python -m experiments.evaluate --save-states`` writes. Labelled by the same predicates, these frames teach
+  the reward model the poses its own policy reaches, which a reward model trained on the other modes alone may rate
+  highly without their being the goal (reward-model retraining on policy samples, as in Christiano et al. 2017).
 
 The first three are placed with their lowest point on the floor (:func:`~vlmrm_jax.envs.humanoid.reference_poses.pose_qpos`)
 at a random yaw, some dropped from up to ``max_drop`` m. Every state is then settled by ``settle_steps`` control
@@ -107,6 +111,10 @@ class HumanoidSource:
         shadows: ray-traced shadows, as in the main job.
         settle_steps: control steps (0.015 s each, zero torques) simulated before rendering.
         mode_weights: relative frequency of the modes ``reference``, ``mixed``, ``random``, ``rollout``.
+        policy_states: path of a ``.npz`` with ``qpos`` [..., 24] and ``qvel`` [..., 23] (float; what
+            :func:`vlmrm_jax.pipeline.save_rollout_states` writes), the states of the ``policy`` mode.
+        policy_fraction: fraction of the frames drawn from ``policy_states`` (in [0, 1); the four other modes share
+            the rest by ``mode_weights``). Needs ``policy_states``.
         max_noise_deg: largest standard deviation of the joint noise in the ``reference`` mode (degrees; half of it
             in the ``mixed`` mode).
         max_drop: largest height (m) above the floor at which a sampled pose starts settling (20% of poses).
@@ -116,18 +124,21 @@ class HumanoidSource:
             (``Humanoid``'s ``camera``). A CLIP trained on these frames should be used with the same look and camera.
 
     Raises:
-        VlmrmError: on a non-positive size or step count, negative weights, or weights summing to zero, or an
-            unknown look or camera.
+        VlmrmError: on a non-positive size or step count, negative weights, or weights summing to zero, an
+            unknown look or camera, a ``policy_fraction`` outside [0, 1) or without ``policy_states`` (or
+            ``policy_states`` without a positive fraction), or a ``policy_states`` file that is missing or holds
+            arrays of the wrong shapes.
     """
 
     env = "humanoid"
     captions = HUMANOID_CAPTIONS
-    modes = ("reference", "mixed", "random", "rollout")
+    modes = ("reference", "mixed", "random", "rollout", "policy")
 
     def __init__(self, image_size: int = 64, *, shadows: bool = True, settle_steps: int = 3,
                  mode_weights: tuple[float, float, float, float] = (0.45, 0.2, 0.15, 0.2),
                  max_noise_deg: float = 20.0, max_drop: float = 0.3, rollout_length: int = 100,
-                 look: str = "brax", camera: str = "tracking"):
+                 look: str = "brax", camera: str = "tracking", policy_states: str | None = None,
+                 policy_fraction: float = 0.0):
         from vlmrm_jax.envs.humanoid import Humanoid
 
         if image_size <= 0 or settle_steps < 0 or rollout_length <= 0:
@@ -140,7 +151,12 @@ class HumanoidSource:
         self.image_size = int(image_size)
         self.shadows = bool(shadows)
         self.settle_steps = int(settle_steps)
-        self.mode_weights = tuple(float(w) for w in weights / weights.sum())
+        if not 0.0 <= policy_fraction < 1.0 or (policy_fraction > 0) != (policy_states is not None):
+            raise VlmrmError(f"policy_fraction={policy_fraction} with policy_states={policy_states!r}: give both (a "
+                             f"fraction in (0, 1) and a file of `experiments.evaluate --save-states`) or neither")
+        weights = np.append(weights / weights.sum() * (1.0 - policy_fraction), policy_fraction)
+        self.mode_weights = tuple(float(w) for w in weights)
+        self.policy_states, self.policy_fraction = policy_states, float(policy_fraction)
         self.max_noise_deg = float(max_noise_deg)
         self.max_drop = float(max_drop)
         self.rollout_length = int(rollout_length)
@@ -153,8 +169,24 @@ class HumanoidSource:
         self._joint_ranges = np.rad2deg(model.jnt_range[hinges])
         self.state_names = ("root_x", "root_y", "root_z", "root_qw", "root_qx", "root_qy", "root_qz",
                             *self._joint_names)
+        self._policy_qpos, self._policy_qvel = (None, None) if policy_states is None else self._load_policy_states()
         self._frames_fn = None
         self._rollout_fn = None
+
+    def _load_policy_states(self) -> tuple[np.ndarray, np.ndarray]:
+        """(qpos float64 [M, nq], qvel float64 [M, nv]) of the ``policy_states`` file."""
+        try:
+            with np.load(self.policy_states) as f:
+                qpos, qvel = np.asarray(f["qpos"], np.float64), np.asarray(f["qvel"], np.float64)
+        except (OSError, KeyError, ValueError) as e:
+            raise VlmrmError(f"policy_states={self.policy_states!r} is not a readable .npz with 'qpos' and 'qvel' "
+                             f"({e}); write it with `python -m experiments.evaluate --run DIR --save-states FILE`")
+        nq, nv = self._mj_model.nq, self._mj_model.nv
+        if qpos.shape[-1:] != (nq,) or qvel.shape[-1:] != (nv,) or qpos.shape[:-1] != qvel.shape[:-1] or \
+                qpos.size == 0:
+            raise VlmrmError(f"policy_states={self.policy_states!r} holds qpos {qpos.shape} and qvel {qvel.shape}; "
+                             f"the humanoid needs [..., {nq}] and [..., {nv}] with the same leading shape, non-empty")
+        return qpos.reshape(-1, nq), qvel.reshape(-1, nv)
 
     @property
     def config(self) -> dict:
@@ -162,7 +194,7 @@ class HumanoidSource:
         return {"image_size": self.image_size, "shadows": self.shadows, "settle_steps": self.settle_steps,
                 "mode_weights": list(self.mode_weights), "max_noise_deg": self.max_noise_deg,
                 "max_drop": self.max_drop, "rollout_length": self.rollout_length, "look": self.look,
-                "camera": self.camera}
+                "camera": self.camera, "policy_states": self.policy_states, "policy_fraction": self.policy_fraction}
 
     # --- pose sampling (NumPy, deterministic per seed) ---
 
@@ -308,11 +340,15 @@ class HumanoidSource:
         modes = rng.choice(len(self.modes), size=num_frames, p=self.mode_weights).astype(np.int32)
         qpos = np.zeros((num_frames, self._mj_model.nq))
         qvel = np.zeros((num_frames, self._mj_model.nv))
-        for i in np.flatnonzero(modes != self.modes.index("rollout")):
+        for i in np.flatnonzero(modes < self.modes.index("rollout")):
             qpos[i] = self.sample_pose(self.modes[modes[i]], rng)
         rollout = np.flatnonzero(modes == self.modes.index("rollout"))
         if rollout.size:
             qpos[rollout], qvel[rollout] = self._rollout_states(jax.random.PRNGKey(seed), rollout.size)
+        policy = np.flatnonzero(modes == self.modes.index("policy"))
+        if policy.size:
+            pick = rng.integers(len(self._policy_qpos), size=policy.size)
+            qpos[policy], qvel[policy] = self._policy_qpos[pick], self._policy_qvel[pick]
         return qpos, qvel, modes
 
     def generate(self, num_frames: int, seed: int, chunk_size: int = 256) -> Iterator[FrameBatch]:
