@@ -101,19 +101,26 @@ def benchmark(clip, env: str, repeats: int = 20) -> dict:
 def pose_confusions(clip, data, alpha: float) -> dict[str, dict[str, float]]:
     """Per paper goal prompt, :func:`~vlmrm_jax.models.evaluation.confusion_aurocs` of its VLM-RM reward against every
     other pose predicate (the negatives sitting, squatting, lying_down and fallen included), on humanoid frames whose
-    ground truth is recomputed from their stored settled ``qpos``; {task: {other task: AUROC}}."""
+    ground truth is recomputed from their stored settled ``qpos``; {task: {other task: AUROC}}. Frames of the
+    ``policy`` sampling mode (a trained policy's states, ``make_vlm_dataset --policy-states``), where there are any,
+    are one more negative, ``policy_frames``: the frames a policy reached, as the goal's ground truth rates them."""
     from vlmrm_jax.envs.humanoid import Humanoid
     from vlmrm_jax.envs.humanoid.predicates import predicates_of_qpos
     from vlmrm_jax.models.evaluation import confusion_aurocs, embed_frames
     from vlmrm_jax.rewards import GoalBaselineReward
 
     holds = predicates_of_qpos(Humanoid().sys.mj_model, data.states)
+    modes = data.manifest["modes"]
+    policy = np.asarray(data.modes) == modes.index("policy") if "policy" in modes else np.zeros(len(data.modes), bool)
     frames = embed_frames(clip, clip.params, data.images)
     baseline = clip.embed_text([data.captions.baseline_prompt])
     result = {}
     for task, prompt in data.captions.goal_prompts.items():
         reward = np.asarray(GoalBaselineReward.from_embeddings(clip.embed_text([prompt]), baseline, alpha)(frames))
-        result[task] = confusion_aurocs(reward, holds[task], {k: v for k, v in holds.items() if k != task})
+        others = {k: v for k, v in holds.items() if k != task}
+        if policy.any():
+            others["policy_frames"] = policy
+        result[task] = confusion_aurocs(reward, holds[task], others)
     return result
 
 

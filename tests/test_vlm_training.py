@@ -269,3 +269,35 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "only apply from scratch" in capsys.readouterr().err
     assert main(["--env", "cartpole", "--out", str(tmp_path / "e"), "--model", "x", "--from-scratch"]) == 2
     assert "exclude each other" in capsys.readouterr().err
+
+
+# --- experiments.vlm_quality ---
+
+
+def test_pose_confusions_add_the_policy_frames_as_a_negative(tiny_clip):
+    from types import SimpleNamespace
+
+    from experiments.vlm_quality import pose_confusions
+    from vlmrm_jax.envs.humanoid import Humanoid
+    from vlmrm_jax.envs.humanoid.captions import HUMANOID_CAPTIONS, HumanoidSource
+    from vlmrm_jax.envs.humanoid.reference_poses import REFERENCE_POSES, pose_qpos
+    from vlmrm_jax.models.evaluation import embed_frames
+    from vlmrm_jax.rewards import GoalBaselineReward
+
+    model = Humanoid().sys.mj_model
+    poses = ["kneeling", "kneeling", "squat", "squat", "standing", "standing", "kneeling", "squat"]
+    states = np.stack([pose_qpos(model, REFERENCE_POSES[p]) for p in poses]).astype(np.float32)
+    images = np.random.default_rng(0).integers(0, 256, (len(poses), 32, 32, 3), dtype=np.uint8)
+    modes = np.array([0, 0, 0, 0, 0, 4, 4, 4], np.int32)  # the last three from a policy
+    data = SimpleNamespace(images=images, states=states, modes=modes, captions=HUMANOID_CAPTIONS,
+                           manifest={"modes": list(HumanoidSource.modes)})
+    result = pose_confusions(tiny_clip, data, alpha=0.0)
+    frames = embed_frames(tiny_clip, tiny_clip.params, images)
+    reward = np.asarray(GoalBaselineReward.from_embeddings(
+        tiny_clip.embed_text([HUMANOID_CAPTIONS.goal_prompts["kneeling"]]),
+        tiny_clip.embed_text([HUMANOID_CAPTIONS.baseline_prompt]), 0.0)(frames))
+    kneel = np.array([p == "kneeling" for p in poses])
+    keep = kneel | (modes == 4)  # kneeling frames against the policy's non-kneeling frames (5 and 7)
+    assert result["kneeling"]["policy_frames"] == pytest.approx(auroc(reward[keep], kneel[keep]))
+    data.manifest = {"modes": ["reference", "mixed", "random", "rollout"]}  # a dataset without policy frames
+    assert "policy_frames" not in pose_confusions(tiny_clip, data, alpha=0.0)["kneeling"]
