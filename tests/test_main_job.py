@@ -47,6 +47,9 @@ def test_evaluate_reloads_the_policy(run_dir, capsys):
         assert np.all(np.diff(f["qpos"][0], axis=0) != 0, axis=1).any()
 
 
-def test_resume_of_a_finished_run_trains_no_further(run_dir):
+def test_resume_of_a_finished_run_trains_and_evaluates_no_further(run_dir, capsys):
+    video = (run_dir / "rollout.mp4").stat().st_mtime_ns
     assert humanoid.main(["--out", str(run_dir), "--resume"]) == 0
     assert [r["env_steps"] for r in read_metrics(run_dir)] == [4, 8]
+    assert "is finished at env step 8 and already evaluated" in capsys.readouterr().out
+    assert (run_dir / "rollout.mp4").stat().st_mtime_ns == video

@@ -348,7 +348,8 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
             before the first checkpoint.
 
     Returns:
-        The evaluation summary (as in ``eval.json``).
+        The evaluation summary (as in ``eval.json``). A finished run resumed with its own config is not evaluated
+        again: its ``eval.json`` (of the same env step) is returned as it is.
 
     Raises:
         VlmrmError: bad input (see :func:`prepare_run_dir`, :func:`build`, :func:`check_resume`), a corrupt
@@ -390,6 +391,13 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
     if distributed.is_main_process():
         plot_reward_curve(read_metrics(out), out / "reward_curve.png", title=" / ".join(config.prompts),
                           keys=[f"env/{task}"] if task else ())
+    evaluated = out / "eval.json"
+    if resume and config == stored and evaluated.exists() and (out / "rollout.mp4").exists():
+        summary = json.loads(evaluated.read_text())
+        if summary.get("env_steps") == int(state.env_steps):  # a finished run, resumed unchanged: nothing to redo
+            log(f"{out} is finished at env step {summary['env_steps']} and already evaluated ({evaluated}); "
+                f"pass a larger --total-steps to train further, or run `python -m experiments.evaluate --run {out}`")
+            return summary
     return evaluate_pipeline(pipeline, state, out, log=log)
 
 
