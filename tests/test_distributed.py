@@ -68,7 +68,7 @@ def _start(out: Path, devices: int, *args: str, command: tuple[str, ...] = ("-c"
     """Starts ``python <command> <args>`` from the repository root with ``devices`` virtual CPU devices; ``job``
     sets the ``$JAX_*`` variables of a many-process job (unset otherwise)."""
     tests = Path(__file__).parent
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}",
                PYTHONPATH=os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")]))
     for name in (distributed.COORDINATOR_ENV, distributed.NUM_PROCESSES_ENV, distributed.PROCESS_ID_ENV):
         env.pop(name, None)

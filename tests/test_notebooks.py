@@ -3,7 +3,7 @@
 Each notebook runs in its own kernel and its own fresh temporary working directory with ``VLMRM_NOTEBOOK_TINY=1``
 (the notebooks' tiny mode) and ``JAX_PLATFORMS=cpu``; a cell that raises fails that notebook's test with the cell's
 traceback. At tiny sizes a notebook's time is almost all XLA compiling (its programs then run for milliseconds), so
-the kernels compile with LLVM's optimisations off (``XLA_FLAGS``, about a third less compile time) and two
+the kernels compile with LLVM's optimisations off (conftest's ``XLA_FLAGS``, about a third less compile time) and two
 notebooks run at once (XLA compiles one program on one core), the longest first. The committed notebooks must hold
 no outputs, which is checked too.
 """
@@ -24,9 +24,7 @@ LONGEST_FIRST = ("vlmrm_humanoid.ipynb", "stacking_agent.ipynb", "scaling_sweep.
 PARALLEL = 2
 #: Seconds one cell may run (the slowest, the tiny humanoid training run, compiles for ~3 min on 2 idle cores).
 CELL_TIMEOUT = 900
-KERNEL_ENV = {"VLMRM_NOTEBOOK_TINY": "1", "JAX_PLATFORMS": "cpu",
-              "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-                            " --xla_llvm_disable_expensive_passes=true").strip()}
+KERNEL_ENV = {"VLMRM_NOTEBOOK_TINY": "1", "JAX_PLATFORMS": "cpu"}  # and conftest's XLA_FLAGS, inherited
 
 
 def test_there_are_notebooks():

@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent("""
 def test_two_devices_match_one_device():
     """Runs on 2 virtual CPU devices in a subprocess (the device count is fixed when JAX starts)."""
     tests = Path(__file__).parent
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
                PYTHONPATH=os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

@@ -195,7 +195,7 @@ def test_runs_sharded_over_two_devices(trained, tmp_path):
     """2 virtual CPU devices in a subprocess (the device count is fixed when JAX starts): device k trains run k
     whole; train + resume there reaches the 2 iterations of the sweep on one device (`trained`)."""
     tests = Path(__file__).parent
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
                PYTHONPATH=os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]))
     out = tmp_path / "runs.npz"
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "run"), str(out)], env=env,
