@@ -2,7 +2,8 @@
 
 The suite's programs are tiny, so its time is almost all XLA compiling: the tests (and the processes they start,
 which inherit the environment) compile with LLVM's optimisations off, about a fifth less time for the main-job
-tests (measured 2026-12-03 on 2 cores: 559 s against 705 s for tests/test_main_job.py and tests/test_sac.py).
+tests (measured 2026-12-03 on 2 cores, each run beside a different background job: 559 s against 705 s for
+tests/test_main_job.py and tests/test_sac.py).
 Set ``XLA_FLAGS`` yourself to override; this runs before any test module imports JAX.
 """
 
