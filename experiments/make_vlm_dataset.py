@@ -10,6 +10,10 @@ uint8 image shards); the per-concept positive counts are printed at the end. The
 With --policy-states FILE (humanoid; written by `python -m experiments.evaluate --run DIR --save-states FILE`) a
 --policy-fraction of the frames are states a trained policy visited, labelled by the same ground-truth predicates:
 retraining the reward model on them teaches it the poses its policy reaches (docs/humanoid_setup.md).
+
+With --concepts KEY,... the frames are the same but labelled with only those concepts and the baseline
+(vlmrm_jax.datasets.ConceptSubset): e.g. ``--env mountain_car --concepts at_flag``, the goal against every other
+frame (docs/classic_validation.md).
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="humanoid: .npz of a policy's states (experiments.evaluate --save-states) to draw frames from")
     p.add_argument("--policy-fraction", type=float, default=None,
                    help="humanoid: fraction of the frames drawn from --policy-states (default 0.25 with it)")
+    p.add_argument("--concepts", metavar="KEY[,KEY...]", default=None,
+                   help="label only these concepts (and the baseline); the keys are in the env's captions "
+                        "(default: all)")
     p.add_argument("--chunk-size", type=int, default=256, help="frames rendered per jitted call and per shard")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     return p.parse_args(argv)
@@ -65,22 +72,27 @@ def source_options(env: str, image_size: int, shadows: bool, look: str | None = 
 
 def generate(env: str, num_frames: int, seed: int, out: str, *, image_size: int = 64, shadows: bool = True,
              chunk_size: int = 256, overwrite: bool = False, look: str | None = None, camera: str | None = None,
-             policy_states: str | None = None, policy_fraction: float | None = None, log=print):
+             policy_states: str | None = None, policy_fraction: float | None = None,
+             concepts: tuple[str, ...] | None = None, log=print):
     """Generates and writes one dataset with a progress bar; returns the loaded :class:`CaptionedFrames`.
+
+    ``concepts``: keep only these concept keys (and the baseline) as labels (:class:`ConceptSubset`); None keeps all.
 
     Raises:
         VlmrmError: unknown env, bad sizes, a look, camera or policy states for a non-humanoid env or an unknown or
-            unreadable one, a non-empty ``out`` without ``overwrite``.
+            unreadable one, an unknown concept key, a non-empty ``out`` without ``overwrite``.
     """
     from tqdm.auto import tqdm
 
-    from vlmrm_jax.datasets import load_dataset, write_dataset
+    from vlmrm_jax.datasets import ConceptSubset, load_dataset, write_dataset
     from vlmrm_jax.envs import make_source
 
     if num_frames <= 0:
         raise VlmrmError(f"--num-frames={num_frames} must be a positive integer")
     source = make_source(env, **source_options(env, image_size, shadows, look, camera, policy_states,
                                                policy_fraction))
+    if concepts is not None:
+        source = ConceptSubset(source, concepts)
     log(f"generating {num_frames} {env} frames (seed {seed}, {image_size}x{image_size}) into {out}")
     with tqdm(total=num_frames, desc=f"{env} frames", unit="frame", dynamic_ncols=True) as bar:
         def batches():
@@ -101,7 +113,9 @@ def main(argv=None) -> int:
     return run_cli(lambda: generate(args.env, args.num_frames, args.seed, args.out, image_size=args.image_size,
                                     shadows=not args.no_shadows, chunk_size=args.chunk_size,
                                     overwrite=args.overwrite, look=args.look, camera=args.camera,
-                                    policy_states=args.policy_states, policy_fraction=args.policy_fraction))
+                                    policy_states=args.policy_states, policy_fraction=args.policy_fraction,
+                                    concepts=None if args.concepts is None else tuple(
+                                        k.strip() for k in args.concepts.split(",") if k.strip())))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 from mujoco import mjx
 from vlm_toy_data import TOY_CAPTIONS, ToySource
 
-from vlmrm_jax.datasets import CaptionSet, Concept, load_dataset, unknown_prompts, write_dataset
+from vlmrm_jax.datasets import CaptionSet, Concept, ConceptSubset, load_dataset, unknown_prompts, write_dataset
 from vlmrm_jax.envs import make_source
 from vlmrm_jax.envs.classic.captions import cartpole_labels, mountain_car_labels
 from vlmrm_jax.errors import DatasetError, VlmrmError
@@ -220,6 +220,37 @@ def test_classic_sources_render_deterministic_labelled_frames():
     assert set(looks) == {0, 1}  # both looks drawn
     flat_mean = batch.images[looks == 0].mean()
     assert flat_mean > batch.images[looks == 1].mean() + 40  # the flat look is mostly white
+
+
+def test_concept_subset_keeps_the_frames_and_only_the_named_labels(tmp_path):
+    subset, columns = TOY_CAPTIONS.subset(["blue"])
+    assert subset.keys == ("blue", "shape") and columns.tolist() == [1, 2]  # the baseline is always kept
+    assert subset.goal_prompts == {"blue": "a blue square"}
+    full = list(ToySource().generate(12, seed=5, chunk_size=8))
+    source = ConceptSubset(ToySource(), ("blue",))
+    assert source.config == {**ToySource().config, "concepts": ["blue", "shape"]}
+    data = load_dataset(write_dataset(tmp_path / "blue", source, source.generate(12, seed=5, chunk_size=8), seed=5))
+    np.testing.assert_array_equal(data.images, np.concatenate([b.images for b in full]))
+    np.testing.assert_array_equal(data.labels, np.concatenate([b.labels for b in full])[:, [1, 2]])
+    assert data.captions == subset and data.manifest["source_config"]["concepts"] == ["blue", "shape"]
+    with pytest.raises(VlmrmError, match="unknown concept 'green'; choose one of red, blue, shape"):
+        TOY_CAPTIONS.subset(["green"])
+    with pytest.raises(VlmrmError, match="no concepts to keep"):
+        ConceptSubset(ToySource(), ())
+
+
+def test_make_vlm_dataset_concepts_flag(tmp_path, capsys):
+    from experiments.make_vlm_dataset import main
+
+    out = tmp_path / "goal"
+    assert main(["--env", "mountain_car", "--num-frames", "6", "--image-size", "16", "--concepts", "at_flag",
+                 "--out", str(out)]) == 0
+    data = load_dataset(out)
+    assert data.captions.keys == ("at_flag", "mountain_car")
+    np.testing.assert_array_equal(data.labels, mountain_car_labels(data.states[:, 0])[:, [0, 4]])
+    assert main(["--env", "mountain_car", "--num-frames", "6", "--image-size", "16", "--concepts", "flag",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "unknown concept 'flag'; choose one of at_flag, valley" in capsys.readouterr().err
 
 
 # --- humanoid source ---

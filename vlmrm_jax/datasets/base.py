@@ -58,3 +58,37 @@ class CaptionSource(Protocol):
     def generate(self, num_frames: int, seed: int, chunk_size: int = 256) -> Iterator[FrameBatch]:
         """Yields ``num_frames`` frames in chunks of at most ``chunk_size``; the same ``seed`` gives the same frames."""
         ...
+
+
+class ConceptSubset:
+    """A caption source whose frames carry only some of its concepts' labels (and the baseline's).
+
+    The frames, states and modes are exactly those of ``source`` for the same seed; only the label columns and the
+    caption vocabulary shrink (:meth:`CaptionSet.subset`). Training CLIP on such a dataset asks it to tell the kept
+    concepts apart and nothing else, e.g. MountainCar's goal from every other frame without the valley, hill and
+    slope concepts (docs/classic_validation.md).
+
+    Args:
+        source: any :class:`CaptionSource`.
+        keys: the concept keys to keep.
+
+    Raises:
+        VlmrmError: on an unknown or empty ``keys``.
+    """
+
+    def __init__(self, source: CaptionSource, keys: tuple[str, ...]):
+        self.source = source
+        self.keys = tuple(keys)
+        self.captions, self._columns = source.captions.subset(self.keys)
+        self.env, self.image_size = source.env, source.image_size
+        self.state_names, self.modes = source.state_names, source.modes
+
+    @property
+    def config(self) -> dict:
+        """The source's settings and the kept concepts (with the seed they reproduce the dataset)."""
+        return {**self.source.config, "concepts": list(self.captions.keys)}
+
+    def generate(self, num_frames: int, seed: int, chunk_size: int = 256) -> Iterator[FrameBatch]:
+        """``source.generate(num_frames, seed, chunk_size)`` with the labels of the kept concepts only."""
+        for batch in self.source.generate(num_frames, seed, chunk_size):
+            yield batch._replace(labels=np.asarray(batch.labels)[:, self._columns])

@@ -102,6 +102,27 @@ class CaptionSet:
                 return concept
         raise VlmrmError(f"unknown concept {key!r}; choose one of {', '.join(self.keys)}")
 
+    def subset(self, keys: Sequence[str]) -> tuple[CaptionSet, np.ndarray]:
+        """The vocabulary restricted to the concepts ``keys`` and the baseline (always kept), in this set's order.
+
+        Args:
+            keys: concept keys to keep (the baseline may be among them or not).
+
+        Returns:
+            The smaller :class:`CaptionSet` and int32 [C'], the label columns of this set that it keeps (so that
+            ``labels[:, columns]`` are its labels).
+
+        Raises:
+            VlmrmError: on an unknown key (the message lists the keys) or an empty ``keys``.
+        """
+        if not keys:
+            raise VlmrmError(f"no concepts to keep; name at least one of {', '.join(self.keys)}")
+        for key in keys:
+            self.concept(key)  # raises on an unknown key
+        wanted = set(keys) | {self.baseline}
+        columns = np.asarray([i for i, k in enumerate(self.keys) if k in wanted], np.int32)
+        return CaptionSet(concepts=tuple(self.concepts[i] for i in columns), baseline=self.baseline), columns
+
     def caption_labels(self, labels: np.ndarray) -> np.ndarray:
         """Expands per-concept labels to per-caption labels.
 
