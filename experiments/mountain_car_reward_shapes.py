@@ -19,7 +19,9 @@ resets, 200-step episodes) on that function read by linear interpolation (no ren
 
 Success is the true criterion (the car reached the flag, position >= 0.45, during the episode) over ``--eval-envs``
 greedy 200-step episodes after training, and the fraction of training episodes that reached it in the last tenth of
-training; where the greedy policy keeps the car is the mean position over the second half of those episodes. Writes ``shapes.json`` (per shape: the reward table and the success figures) and ``shapes.png``.
+training; where the greedy policy keeps the car is the mean position over the second half of those episodes.
+``--entropy-cost`` and ``--discounting`` replace the preset's PPO values (more exploration, a longer horizon).
+Writes ``shapes.json`` (per shape: the reward table and the success figures) and ``shapes.png``.
 """
 
 from __future__ import annotations
@@ -90,8 +92,10 @@ def make_shape(name: str, x: np.ndarray, reward: np.ndarray) -> np.ndarray:
     return table
 
 
-def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: int, eval_envs: int) -> dict:
-    """PPO (the MountainCar CPU preset's settings) on ``reward = interp(position, x, table)``; success figures.
+def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: int, eval_envs: int,
+                   ppo_overrides: dict | None = None) -> dict:
+    """PPO (the MountainCar CPU preset's settings, with ``ppo_overrides`` such as ``{"entropy_cost": 0.1}``
+    replacing some) on ``reward = interp(position, x, table)``; success figures.
 
     Returns:
         ``{"eval_success_rate", "eval_mean_position_second_half", "train_success_rate_last_tenth", "wall_s"}``:
@@ -131,7 +135,7 @@ def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: 
     base = MountainCar()
     env = brax_training.VmapWrapper(brax_training.EpisodeWrapper(base, EPISODE_LENGTH, action_repeat=1))
     env = FreshResetWrapper(LookupReward(env), jax.vmap(base.reset))
-    ppo = PPO(env, PPOConfig(**PRESETS["cpu"]["ppo"], episode_length=EPISODE_LENGTH))
+    ppo = PPO(env, PPOConfig(**{**PRESETS["cpu"]["ppo"], **(ppo_overrides or {})}, episode_length=EPISODE_LENGTH))
     start = time.time()
     state = ppo.init(jax.random.PRNGKey(seed))
     iterations = max(1, total_steps // ppo.config.env_steps_per_iteration)
@@ -170,6 +174,9 @@ def main(argv=None) -> int:
     parser.add_argument("--total-steps", type=int, default=307_200, help="env steps per shape (default: %(default)s)")
     parser.add_argument("--eval-envs", type=int, default=64, help="greedy evaluation episodes (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed of PPO and the evaluation (default: %(default)s)")
+    parser.add_argument("--entropy-cost", type=float, default=None,
+                        help="PPO entropy cost (default: the cpu preset's, 0.01)")
+    parser.add_argument("--discounting", type=float, default=None, help="PPO gamma (default: the cpu preset's, 0.99)")
     parser.add_argument("--out", required=True, help="output directory for shapes.json and shapes.png")
     args = parser.parse_args(argv)
     try:
@@ -179,6 +186,11 @@ def main(argv=None) -> int:
             raise VlmrmError(f"--shapes {args.shapes!r}: unknown {unknown}; choose from {', '.join(SHAPES)}")
         if args.total_steps <= 0 or args.eval_envs <= 0:
             raise VlmrmError(f"--total-steps {args.total_steps} and --eval-envs {args.eval_envs} must be positive")
+        overrides = {k: v for k, v in (("entropy_cost", args.entropy_cost), ("discounting", args.discounting))
+                     if v is not None}
+        if not 0.0 <= overrides.get("discounting", 0.5) < 1.0 or overrides.get("entropy_cost", 0.0) < 0.0:
+            raise VlmrmError(f"--discounting {args.discounting} must be in [0, 1) and --entropy-cost "
+                             f"{args.entropy_cost} non-negative")
         x, reward = read_landscape(args.landscape, args.alpha)
     except VlmrmError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -186,11 +198,12 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"landscape": args.landscape, "alpha": args.alpha, "seed": args.seed, "total_steps": args.total_steps,
-               "eval_envs": args.eval_envs, "positions": x.tolist(), "shapes": {}}
+               "eval_envs": args.eval_envs, "ppo_overrides": overrides, "positions": x.tolist(), "shapes": {}}
     for name in shapes:
         table = make_shape(name, x, reward)
         print(f"{name}: training PPO for {args.total_steps} env steps (compiling first)...", flush=True)
-        figures = train_on_table(x, table, seed=args.seed, total_steps=args.total_steps, eval_envs=args.eval_envs)
+        figures = train_on_table(x, table, seed=args.seed, total_steps=args.total_steps, eval_envs=args.eval_envs,
+                                 ppo_overrides=overrides)
         print(f"{name}: greedy success {figures['eval_success_rate']:.2f}, training episodes in the last tenth "
               f"{figures['train_success_rate_last_tenth']:.2f}, greedy mean position in the second half of the "
               f"episode {figures['eval_mean_position_second_half']:.2f} ({figures['wall_s']:.0f} s)", flush=True)

@@ -134,3 +134,5 @@ def test_reward_shapes_cli_errors_are_one_line(tmp_path, capsys):
     assert "clip_reward_alpha_0" in capsys.readouterr().err
     assert main(["--shapes", "wavy", "--out", str(tmp_path)]) == 2
     assert "unknown ['wavy']" in capsys.readouterr().err
+    assert main(["--discounting", "1.0", "--out", str(tmp_path)]) == 2
+    assert "--discounting 1.0 must be in [0, 1)" in capsys.readouterr().err
