@@ -41,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--policy-fraction", type=float, default=None,
                    help="humanoid: fraction of the frames drawn from --policy-states (default 0.25 with it)")
     p.add_argument("--concepts", metavar="KEY[,KEY...]", default=None,
+                   type=lambda text: tuple(k.strip() for k in text.split(",") if k.strip()),
                    help="label only these concepts (and the baseline); the keys are in the env's captions "
                         "(default: all)")
     p.add_argument("--chunk-size", type=int, default=256, help="frames rendered per jitted call and per shard")
@@ -114,8 +115,7 @@ def main(argv=None) -> int:
                                     shadows=not args.no_shadows, chunk_size=args.chunk_size,
                                     overwrite=args.overwrite, look=args.look, camera=args.camera,
                                     policy_states=args.policy_states, policy_fraction=args.policy_fraction,
-                                    concepts=None if args.concepts is None else tuple(
-                                        k.strip() for k in args.concepts.split(",") if k.strip())))
+                                    concepts=args.concepts))
 
 
 if __name__ == "__main__":

@@ -78,8 +78,7 @@ class ConceptSubset:
 
     def __init__(self, source: CaptionSource, keys: tuple[str, ...]):
         self.source = source
-        self.keys = tuple(keys)
-        self.captions, self._columns = source.captions.subset(self.keys)
+        self.captions, self._columns = source.captions.subset(tuple(keys))
         self.env, self.image_size = source.env, source.image_size
         self.state_names, self.modes = source.state_names, source.modes
 
