@@ -92,10 +92,24 @@ def make_shape(name: str, x: np.ndarray, reward: np.ndarray) -> np.ndarray:
     return table
 
 
+def ppo_config(overrides: dict | None = None):
+    """The MountainCar CPU preset's PPO settings (experiments/mountain_car.py) with ``overrides`` such as
+    ``{"entropy_cost": 0.1}`` replacing some.
+
+    Raises:
+        VlmrmError: when an override is out of range (PPOConfig's checks).
+    """
+    from experiments.mountain_car import PRESETS
+    from vlmrm_jax.envs.classic import EPISODE_LENGTH
+    from vlmrm_jax.rl.ppo import PPOConfig
+
+    return PPOConfig(**{**PRESETS["cpu"]["ppo"], **(overrides or {})}, episode_length=EPISODE_LENGTH)
+
+
 def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: int, eval_envs: int,
-                   ppo_overrides: dict | None = None) -> dict:
-    """PPO (the MountainCar CPU preset's settings, with ``ppo_overrides`` such as ``{"entropy_cost": 0.1}``
-    replacing some) on ``reward = interp(position, x, table)``; success figures.
+                   config=None) -> dict:
+    """PPO with ``config`` (a PPOConfig; default ``ppo_config()``) on ``reward = interp(position, x, table)``;
+    success figures.
 
     Returns:
         ``{"eval_success_rate", "eval_mean_position_second_half", "train_success_rate_last_tenth", "wall_s"}``:
@@ -108,11 +122,10 @@ def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: 
     from brax.envs import training as brax_training
     from brax.envs.base import Wrapper
 
-    from experiments.mountain_car import PRESETS
     from vlmrm_jax.envs.classic import EPISODE_LENGTH
     from vlmrm_jax.envs.classic.env import MountainCar
     from vlmrm_jax.envs.wrappers import STEP_METRICS, FreshResetWrapper
-    from vlmrm_jax.rl.ppo import PPO, PPOConfig, make_policy_fn
+    from vlmrm_jax.rl.ppo import PPO, make_policy_fn
 
     xs, values = jnp.asarray(x, jnp.float32), jnp.asarray(table, jnp.float32)
 
@@ -135,7 +148,7 @@ def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: 
     base = MountainCar()
     env = brax_training.VmapWrapper(brax_training.EpisodeWrapper(base, EPISODE_LENGTH, action_repeat=1))
     env = FreshResetWrapper(LookupReward(env), jax.vmap(base.reset))
-    ppo = PPO(env, PPOConfig(**{**PRESETS["cpu"]["ppo"], **(ppo_overrides or {})}, episode_length=EPISODE_LENGTH))
+    ppo = PPO(env, config or ppo_config())
     start = time.time()
     state = ppo.init(jax.random.PRNGKey(seed))
     iterations = max(1, total_steps // ppo.config.env_steps_per_iteration)
@@ -188,9 +201,7 @@ def main(argv=None) -> int:
             raise VlmrmError(f"--total-steps {args.total_steps} and --eval-envs {args.eval_envs} must be positive")
         overrides = {k: v for k, v in (("entropy_cost", args.entropy_cost), ("discounting", args.discounting))
                      if v is not None}
-        if not 0.0 <= overrides.get("discounting", 0.5) < 1.0 or overrides.get("entropy_cost", 0.0) < 0.0:
-            raise VlmrmError(f"--discounting {args.discounting} must be in [0, 1) and --entropy-cost "
-                             f"{args.entropy_cost} non-negative")
+        config = ppo_config(overrides)
         x, reward = read_landscape(args.landscape, args.alpha)
     except VlmrmError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -203,7 +214,7 @@ def main(argv=None) -> int:
         table = make_shape(name, x, reward)
         print(f"{name}: training PPO for {args.total_steps} env steps (compiling first)...", flush=True)
         figures = train_on_table(x, table, seed=args.seed, total_steps=args.total_steps, eval_envs=args.eval_envs,
-                                 ppo_overrides=overrides)
+                                 config=config)
         print(f"{name}: greedy success {figures['eval_success_rate']:.2f}, training episodes in the last tenth "
               f"{figures['train_success_rate_last_tenth']:.2f}, greedy mean position in the second half of the "
               f"episode {figures['eval_mean_position_second_half']:.2f} ({figures['wall_s']:.0f} s)", flush=True)

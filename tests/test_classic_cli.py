@@ -134,5 +134,7 @@ def test_reward_shapes_cli_errors_are_one_line(tmp_path, capsys):
     assert "clip_reward_alpha_0" in capsys.readouterr().err
     assert main(["--shapes", "wavy", "--out", str(tmp_path)]) == 2
     assert "unknown ['wavy']" in capsys.readouterr().err
-    assert main(["--discounting", "1.0", "--out", str(tmp_path)]) == 2
-    assert "--discounting 1.0 must be in [0, 1)" in capsys.readouterr().err
+    assert main(["--discounting", "0", "--out", str(tmp_path)]) == 2
+    assert "discounting=0.0 must be in (0, 1]" in capsys.readouterr().err
+    assert main(["--entropy-cost", "-0.1", "--out", str(tmp_path)]) == 2
+    assert "entropy_cost=-0.1 must be non-negative" in capsys.readouterr().err

@@ -98,6 +98,8 @@ class PPOConfig:
             raise VlmrmError(f"learning_rate={self.learning_rate!r} must be positive")
         if not 0 < self.discounting <= 1:
             raise VlmrmError(f"discounting={self.discounting!r} must be in (0, 1]")
+        if not self.entropy_cost >= 0:
+            raise VlmrmError(f"entropy_cost={self.entropy_cost!r} must be non-negative")
 
     @property
     def unrolls_per_iteration(self) -> int:
