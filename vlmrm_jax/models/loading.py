@@ -9,20 +9,18 @@ tried, why it failed, what to do.
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax.traverse_util import flatten_dict
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPTokenizerFast, FlaxCLIPModel
 from transformers.utils import has_file
 
 from vlmrm_jax.errors import ModelNotFoundError
+from vlmrm_jax.hub import LoadFailure, check_model_dir, hub_offline, load_error_reason, model_source
 from vlmrm_jax.models.preprocess import CLIP_MEAN, CLIP_STD
 from vlmrm_jax.models.registry import OFFLINE_MODELS, resolve_model
 
@@ -41,28 +39,8 @@ class CLIPComponents(NamedTuple):
     image_std: tuple[float, float, float]
 
 
-class _Failure(Exception):
-    """Why loading failed, in words; turned into a ModelNotFoundError by :func:`load_components`."""
-
-
-def _hub_offline() -> bool:
-    """HF_HUB_OFFLINE as set now (huggingface_hub reads it only once, at import)."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
 def _torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
-
-
-def _is_hub_id(name: str) -> bool:
-    if name.startswith((".", "~")) or os.path.isabs(name):
-        return False
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
 
 
 def _fix(offline: bool) -> str:
@@ -73,31 +51,11 @@ def _fix(offline: bool) -> str:
             f"tokenizer files){shipped}, or {hub}")
 
 
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else type(error).__name__
-    return text if len(text) <= 240 else text[:237] + "..."
-
-
-def _check_local_dir(path: Path) -> None:
-    if not path.exists():
-        raise _Failure(f"no such directory {path}")
-    if not path.is_dir():
-        raise _Failure(f"{path} is a file, not a model directory")
-    if not (path / "config.json").is_file():
-        raise _Failure(f"no config.json in {path}")
-    if not any((path / f).is_file() for f in WEIGHT_FILES):
-        raise _Failure(f"no weights in {path} (missing flax_model.msgpack; model.safetensors or pytorch_model.bin "
-                       f"would also do)")
-    if not any(all((path / f).is_file() for f in files) for files in TOKENIZER_FILES):
-        raise _Failure(f"no tokenizer in {path} (missing tokenizer.json, or vocab.json + merges.txt)")
-
-
 def _load_config(source: str, offline: bool) -> CLIPConfig:
     config_dict, _ = CLIPConfig.get_config_dict(source, local_files_only=offline)
     model_type = config_dict.get("model_type")
     if model_type != "clip":
-        raise _Failure(f"config.json describes a {model_type!r} model, not a CLIP (model_type 'clip')")
+        raise LoadFailure(f"config.json describes a {model_type!r} model, not a CLIP (model_type 'clip')")
     return CLIPConfig.from_dict(config_dict)
 
 
@@ -109,13 +67,13 @@ def _load_weights(source: str, config: CLIPConfig, dtype: jnp.dtype, offline: bo
         # PyTorch-format weights. transformers converts them only into an initialised model (random weights first).
         safetensors = has_file(source, "model.safetensors", local_files_only=offline)
         if not safetensors and not _torch_available():
-            raise _Failure("it has only PyTorch weights (pytorch_model.bin), and converting them needs torch: "
+            raise LoadFailure("it has only PyTorch weights (pytorch_model.bin), and converting them needs torch: "
                            "pip install torch")
         params = FlaxCLIPModel.from_pretrained(source, from_pt=not safetensors, **kwargs).params
         model = FlaxCLIPModel(config, dtype=dtype, _do_init=False)
     missing = sorted("/".join(k) for k in model.required_params - set(flatten_dict(params)))
     if missing:
-        raise _Failure(f"its weights lack {len(missing)} parameters of the model that config.json describes "
+        raise LoadFailure(f"its weights lack {len(missing)} parameters of the model that config.json describes "
                        f"(e.g. {missing[0]}); the weights file does not belong to this config")
     return model, jax.device_put(params, jax.local_devices()[0])
 
@@ -145,30 +103,19 @@ def load_components(name_or_path: str, dtype: jnp.dtype = jnp.float32) -> CLIPCo
         ModelNotFoundError: if any part cannot be loaded; the one-line message names ``name_or_path``, the reason
             and the fix.
     """
-    offline = _hub_offline()
-    source = resolve_model(name_or_path) if name_or_path in OFFLINE_MODELS else str(name_or_path)
-    path = Path(source).expanduser()
-    is_local = path.exists() or not _is_hub_id(source)
-    if is_local:
-        source = str(path)
+    offline = hub_offline()
+    where = model_source(resolve_model(name_or_path) if name_or_path in OFFLINE_MODELS else str(name_or_path))
+    source = where.source
     try:
-        if is_local:
-            _check_local_dir(path)
+        if where.is_local:
+            check_model_dir(where.path, WEIGHT_FILES, TOKENIZER_FILES)
         config = _load_config(source, offline)
         model, params = _load_weights(source, config, dtype, offline)
         tokenizer = CLIPTokenizerFast.from_pretrained(source, local_files_only=offline)
-        image_mean, image_std = _load_normalisation(source, offline, is_local)
-    except _Failure as e:
+        image_mean, image_std = _load_normalisation(source, offline, where.is_local)
+    except LoadFailure as e:
         raise ModelNotFoundError(f"cannot load CLIP {str(name_or_path)!r}: {e}; {_fix(offline)}") from e
     except (OSError, TypeError, ValueError, KeyError, NotImplementedError, SafetensorError) as e:
-        if is_local:
-            reason = f"{path} holds an unreadable or incompatible model ({_first_line(e)})"
-        elif offline and isinstance(e, (OSError, TypeError)):
-            reason = ("it is not a local directory, and HF_HUB_OFFLINE is set but the local Hugging Face cache "
-                      "does not hold all of its files")
-        else:
-            where = "cache" if offline else "hub"
-            reason = (f"it is not a local directory, and loading it from the Hugging Face {where} failed "
-                      f"({_first_line(e)})")
+        reason = load_error_reason(e, where, offline)
         raise ModelNotFoundError(f"cannot load CLIP {str(name_or_path)!r}: {reason}; {_fix(offline)}") from e
     return CLIPComponents(model, params, tokenizer, image_mean, image_std)

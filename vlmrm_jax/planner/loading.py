@@ -28,14 +28,14 @@ from transformers import T5Config, T5TokenizerFast
 from transformers.utils import cached_file
 
 from vlmrm_jax.errors import ModelNotFoundError
-from vlmrm_jax.models.loading import _first_line, _hub_offline, _is_hub_id
+from vlmrm_jax.hub import LoadFailure, check_model_dir, first_line, hub_offline, load_error_reason, model_source
 from vlmrm_jax.planner.registry import PLANNER_MODELS, resolve_planner
 from vlmrm_jax.planner.t5 import T5Architecture, param_shapes
 
 #: Weight files, in the order they are tried (a single file, then a sharded checkpoint's index).
 WEIGHT_FILES = ("flax_model.msgpack", "flax_model.msgpack.index.json", "model.safetensors",
                 "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
+TOKENIZER_FILES = (("tokenizer.json",), ("spiece.model",))
 
 
 class T5Components(NamedTuple):
@@ -46,10 +46,6 @@ class T5Components(NamedTuple):
     params: Any
     tokenizer: T5TokenizerFast
     read_text: Any
-
-
-class _Failure(Exception):
-    """Why loading failed, in words; turned into a ModelNotFoundError by :func:`load_t5`."""
 
 
 def _fix(offline: bool) -> str:
@@ -64,24 +60,10 @@ def _file(source: str, name: str, offline: bool) -> str | None:
                        _raise_exceptions_for_connection_errors=False)
 
 
-def _check_local_dir(path: Path) -> None:
-    if not path.exists():
-        raise _Failure(f"no such directory {path}")
-    if not path.is_dir():
-        raise _Failure(f"{path} is a file, not a model directory")
-    if not (path / "config.json").is_file():
-        raise _Failure(f"no config.json in {path}")
-    if not any((path / f).is_file() for f in WEIGHT_FILES):
-        raise _Failure(f"no weights in {path} (missing flax_model.msgpack; model.safetensors or pytorch_model.bin "
-                       f"would also do)")
-    if not any((path / f).is_file() for f in TOKENIZER_FILES):
-        raise _Failure(f"no tokenizer in {path} (missing tokenizer.json or spiece.model)")
-
-
 def _load_config(source: str, offline: bool) -> T5Config:
     config_dict, _ = T5Config.get_config_dict(source, local_files_only=offline)
     if config_dict.get("model_type") != "t5":
-        raise _Failure(f"config.json describes a {config_dict.get('model_type')!r} model, not a T5 "
+        raise LoadFailure(f"config.json describes a {config_dict.get('model_type')!r} model, not a T5 "
                        f"(model_type 't5')")
     return T5Config.from_dict(config_dict)
 
@@ -123,7 +105,7 @@ def _read_weight_file(path: str, name: str) -> dict:
             return unflatten_dict({tuple(k.split(".")): v for k, v in arrays.items()})
         return pytorch_to_flax(arrays)
     if importlib.util.find_spec("torch") is None:
-        raise _Failure("it has only PyTorch weights (pytorch_model.bin), and reading them needs torch: "
+        raise LoadFailure("it has only PyTorch weights (pytorch_model.bin), and reading them needs torch: "
                        "pip install torch")
     import torch
 
@@ -149,13 +131,13 @@ def _load_params(source: str, arch: T5Architecture, offline: bool) -> Any:
             for shard in shards:
                 shard_path = _file(source, shard, offline)
                 if shard_path is None:
-                    raise _Failure(f"its {name} names the shard {shard}, which is missing")
+                    raise LoadFailure(f"its {name} names the shard {shard}, which is missing")
                 trees.append(_read_weight_file(shard_path, name))
             params = _merge(trees)
         else:
             params = _read_weight_file(path, name)
         return _check_params(params, arch)
-    raise _Failure("it has no weights (flax_model.msgpack, model.safetensors or pytorch_model.bin)")
+    raise LoadFailure("it has no weights (flax_model.msgpack, model.safetensors or pytorch_model.bin)")
 
 
 def _check_params(params: dict, arch: T5Architecture) -> Any:
@@ -165,11 +147,11 @@ def _check_params(params: dict, arch: T5Architecture) -> Any:
     flat = flatten_dict(params)
     missing = sorted("/".join(k) for k in expected if k not in flat)
     if missing:
-        raise _Failure(f"its weights lack {len(missing)} parameters of the T5 that config.json describes (e.g. "
+        raise LoadFailure(f"its weights lack {len(missing)} parameters of the T5 that config.json describes (e.g. "
                        f"{missing[0]}); the weights file does not belong to this config")
     for key, spec in expected.items():
         if tuple(np.shape(flat[key])) != tuple(spec.shape):
-            raise _Failure(f"its weight {'/'.join(key)} has shape {tuple(np.shape(flat[key]))}, but config.json "
+            raise LoadFailure(f"its weight {'/'.join(key)} has shape {tuple(np.shape(flat[key]))}, but config.json "
                            f"needs {tuple(spec.shape)}; the weights file does not belong to this config")
     kept = {k: np.asarray(flat[k], np.float32) for k in expected}
     return jax.device_put(unflatten_dict(kept), jax.local_devices()[0])
@@ -181,8 +163,8 @@ def _load_tokenizer(source: str, offline: bool, label: str) -> T5TokenizerFast:
     except Exception as e:  # tokenizers, sentencepiece and protobuf raise bare Exception/RuntimeError on bad files
         if isinstance(e, OSError) and not Path(source).exists():
             raise  # a hub problem, reported by load_t5 like any other
-        raise _Failure(f"its tokenizer files (tokenizer.json / spiece.model) are unreadable or corrupt "
-                       f"({type(e).__name__}: {_first_line(e)}); restore them from where {label} came from, or "
+        raise LoadFailure(f"its tokenizer files (tokenizer.json / spiece.model) are unreadable or corrupt "
+                       f"({type(e).__name__}: {first_line(e)}); restore them from where {label} came from, or "
                        f"rebuild the model") from None
 
 
@@ -198,31 +180,20 @@ def load_t5(name_or_path: str | Path) -> T5Components:
             and the fix.
     """
     label = str(name_or_path)
-    offline = _hub_offline()
-    source = resolve_planner(label) if label in PLANNER_MODELS else label
-    path = Path(source).expanduser()
-    is_local = path.exists() or not _is_hub_id(source)
-    if is_local:
-        source = str(path)
+    offline = hub_offline()
+    where = model_source(resolve_planner(label) if label in PLANNER_MODELS else label)
+    source = where.source
     try:
-        if is_local:
-            _check_local_dir(path)
+        if where.is_local:
+            check_model_dir(where.path, WEIGHT_FILES, TOKENIZER_FILES)
         arch = T5Architecture.from_config(_load_config(source, offline))
         params = _load_params(source, arch, offline)
         tokenizer = _load_tokenizer(source, offline, label)
-    except _Failure as e:
+    except LoadFailure as e:
         raise ModelNotFoundError(f"cannot load T5 {label!r}: {e}; {_fix(offline)}") from None
     except (OSError, TypeError, ValueError, KeyError, NotImplementedError) as e:
-        if is_local:
-            reason = f"{path} holds an unreadable or incompatible model ({_first_line(e)})"
-        elif offline and isinstance(e, (OSError, TypeError)):
-            reason = ("it is not a local directory, and HF_HUB_OFFLINE is set but the local Hugging Face cache "
-                      "does not hold all of its files")
-        else:
-            where = "cache" if offline else "hub"
-            reason = (f"it is not a local directory, and loading it from the Hugging Face {where} failed "
-                      f"({_first_line(e)})")
-        raise ModelNotFoundError(f"cannot load T5 {label!r}: {reason}; {_fix(offline)}") from None
+        raise ModelNotFoundError(f"cannot load T5 {label!r}: {load_error_reason(e, where, offline)}; "
+                                 f"{_fix(offline)}") from None
     if tokenizer.vocab_size > arch.vocab_size:
         raise ModelNotFoundError(f"cannot load T5 {label!r}: its tokenizer has {tokenizer.vocab_size} tokens but the "
                                  f"model only {arch.vocab_size}; the tokenizer files belong to another model")
