@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from experiments import comma_list, one_of
 from vlmrm_jax.errors import VlmrmError
 
 #: Columns of ``results.csv`` (and keys of the rows in ``results.json``).
@@ -42,23 +43,12 @@ FIELDS = ("env", "model", "dtype", "num_envs", "image_size", "stage", "steps_per
 STAGE_LABELS = ("physics", "render", "clip", "reward", "end-to-end", "ppo")
 
 
-def int_list(text: str, name: str) -> list[int]:
-    """Parses ``"16,64"`` into positive integers.
-
-    Raises:
-        VlmrmError: naming ``--name`` if an entry is not a positive integer or the list is empty.
-    """
-    values = []
-    for part in str(text).split(","):
-        try:
-            value = int(part)
-        except ValueError:
-            raise VlmrmError(f"--{name} {text!r} is not a comma-separated list of positive integers, "
-                             f"e.g. --{name} 16,64") from None
-        if value <= 0:
-            raise VlmrmError(f"--{name} {text!r} holds {value}; every entry must be a positive integer")
-        values.append(value)
-    return values
+def positive_int(text: str) -> int:
+    """``"16"`` -> 16. Raises ValueError unless ``text`` is a positive integer."""
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -119,14 +109,11 @@ class Settings:
         """Raises VlmrmError on any bad value (unknown env, non-positive sizes, ...)."""
         from benchmarks.stages import ENV_NAMES
 
-        envs = [e.strip() for e in str(args.env).split(",") if e.strip()]
-        for env in envs or [args.env]:
-            if env not in ENV_NAMES:
-                raise VlmrmError(f"unknown --env {env!r}; choose from {', '.join(ENV_NAMES)}")
+        envs = comma_list(args.env, "--env", "cartpole,humanoid", one_of(ENV_NAMES))
         if not str(args.model).strip():
             raise VlmrmError("--model is empty; pass tiny, vit-b-32, a local CLIP directory or a Hugging Face hub id")
-        num_envs = int_list(args.num_envs, "num-envs")
-        sizes = int_list(args.image_sizes, "image-sizes")
+        num_envs = comma_list(args.num_envs, "--num-envs", "16,64", positive_int)
+        sizes = comma_list(args.image_sizes, "--image-sizes", "64,224", positive_int)
         for name in ("steps", "repeats", "roofline_batch", "ppo_image_size"):
             value = getattr(args, name)
             if value is not None and value <= 0:

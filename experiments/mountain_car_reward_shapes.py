@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import comma_list, one_of
 from vlmrm_jax.envs.classic.captions import VALLEY_POSITION as VALLEY
 from vlmrm_jax.envs.classic.render import MOUNTAIN_CAR_GOAL_POSITION as FLAG
 from vlmrm_jax.errors import VlmrmError
@@ -193,10 +194,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="output directory for shapes.json and shapes.png")
     args = parser.parse_args(argv)
     try:
-        shapes = [s for s in args.shapes.split(",") if s]
-        unknown = [name for name in shapes if name not in SHAPES]
-        if unknown or not shapes:
-            raise VlmrmError(f"--shapes {args.shapes!r}: unknown {unknown}; choose from {', '.join(SHAPES)}")
+        shapes = comma_list(args.shapes, "--shapes", "landscape,step", one_of(SHAPES))
         if args.total_steps <= 0 or args.eval_envs <= 0:
             raise VlmrmError(f"--total-steps {args.total_steps} and --eval-envs {args.eval_envs} must be positive")
         overrides = {k: v for k, v in (("entropy_cost", args.entropy_cost), ("discounting", args.discounting))

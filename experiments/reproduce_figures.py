@@ -32,7 +32,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from experiments import run_cli
+from experiments import comma_list, run_cli
 from vlmrm_jax.errors import VlmrmError
 
 #: (file stem, env, --look, shipped model) of the classic reward landscapes.
@@ -155,8 +155,7 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default="runs/reproduce", metavar="DIR",
                    help="where the training runs go (default: %(default)s)")
     args = p.parse_args(argv)
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    return run_cli(lambda: run(stages, Path(args.docs), Path(args.runs)))
+    return run_cli(lambda: run(comma_list(args.stages, "--stages", DEFAULT_STAGES), Path(args.docs), Path(args.runs)))
 
 
 if __name__ == "__main__":

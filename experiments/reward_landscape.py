@@ -26,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from experiments import run_cli
+from experiments import comma_list, run_cli
 from vlmrm_jax.errors import VlmrmError
 
 DEFAULT_ALPHAS = "0,0.25,0.5,0.75,1"
@@ -40,16 +40,7 @@ def parse_alphas(text: str) -> list[float]:
     """
     from vlmrm_jax.rewards import check_alpha
 
-    items = [t.strip() for t in text.split(",")]
-    if not any(items):
-        raise VlmrmError(f"--alphas {text!r} is empty; pass comma-separated values in [0, 1], e.g. {DEFAULT_ALPHAS}")
-    try:
-        alphas = [check_alpha(t) for t in items]
-    except VlmrmError as e:
-        raise VlmrmError(f"--alphas {text!r}: {e}") from None
-    if len(set(alphas)) != len(alphas):
-        raise VlmrmError(f"--alphas {text!r} repeats a value; pass each alpha once")
-    return alphas
+    return comma_list(text, "--alphas", DEFAULT_ALPHAS, check_alpha)
 
 
 def parse_sweep(specs: list[str], task) -> tuple:

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments import run_cli
+from experiments import comma_list, run_cli
 from experiments.reward_landscape import parse_alphas
 from vlmrm_jax.errors import VlmrmError
 
@@ -80,14 +80,9 @@ def parse_seeds(text: str) -> list[int]:
     Raises:
         VlmrmError: on an empty list, a non-integer, a negative or repeated seed.
     """
-    items = [t.strip() for t in text.split(",")]
-    try:
-        seeds = [int(t) for t in items]
-    except ValueError:
-        raise VlmrmError(f"--seeds {text!r} is not a comma-separated list of integers; pass e.g. --seeds 0,1,2") \
-            from None
-    if any(s < 0 or s >= 2 ** 31 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise VlmrmError(f"--seeds {text!r} must be distinct integers in [0, 2**31); pass e.g. --seeds 0,1,2")
+    seeds = comma_list(text, "--seeds", "0,1,2", int)
+    if any(s < 0 or s >= 2 ** 31 for s in seeds):
+        raise VlmrmError(f"--seeds {text!r} must be integers in [0, 2**31); pass e.g. --seeds 0,1,2")
     return seeds
 
 
@@ -100,12 +95,7 @@ def parse_models(text: str) -> list[str]:
     """
     from vlmrm_jax.models.registry import CLIP_ZOO, OFFLINE_MODELS
 
-    models = [t.strip() for t in text.split(",") if t.strip()]
-    if not models:
-        raise VlmrmError(f"--models {text!r} is empty; pass comma-separated CLIPs, e.g. --models "
-                         f"humanoid-clip-tiny,clip-vit-b-32")
-    if len(set(models)) != len(models):
-        raise VlmrmError(f"--models {text!r} repeats a model; pass each once")
+    models = comma_list(text, "--models", "humanoid-clip-tiny,clip-vit-b-32")
     for name in models:
         if name in OFFLINE_MODELS or name in CLIP_ZOO or Path(name).expanduser().is_dir() or "/" in name:
             continue

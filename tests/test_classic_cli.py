@@ -133,7 +133,7 @@ def test_reward_shapes_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["--landscape", str(tmp_path / "bad.csv"), "--out", str(tmp_path)]) == 2
     assert "clip_reward_alpha_0" in capsys.readouterr().err
     assert main(["--shapes", "wavy", "--out", str(tmp_path)]) == 2
-    assert "unknown ['wavy']" in capsys.readouterr().err
+    assert "--shapes 'wavy': unknown 'wavy'; choose from landscape," in capsys.readouterr().err
     assert main(["--discounting", "0", "--out", str(tmp_path)]) == 2
     assert "discounting=0.0 must be in (0, 1]" in capsys.readouterr().err
     assert main(["--entropy-cost", "-0.1", "--out", str(tmp_path)]) == 2

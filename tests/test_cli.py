@@ -142,3 +142,24 @@ def test_sac_takes_the_presets_sac_fields_under_its_flags():
     fields = config_fields(task, parse_args(task, ["--learner", "sac", "--preset", "cpu", "--discounting", "0.95"]))
     assert fields["sac"] == {"discounting": 0.95, "batch_size": 256}
     assert "sac" not in config_fields(task, parse_args(task, ["--preset", "cpu"]))
+
+
+def test_comma_list_reads_entries_and_names_the_flag_in_every_error():
+    from experiments import comma_list, one_of
+    from experiments.reward_landscape import parse_alphas
+    from experiments.scaling_sweep import parse_seeds
+    from vlmrm_jax.errors import VlmrmError
+
+    assert comma_list(" 4, 16,,64 ", "--num-envs", "16,64", int) == [4, 16, 64]
+    assert parse_alphas("0, 0.5,1") == [0.0, 0.5, 1.0] and parse_seeds("3,0") == [3, 0]
+    for text, item, needle in [(" , ", str, "--n ' , ' is empty; pass comma-separated values, e.g. --n 1,2"),
+                               ("1,x", int, "--n '1,x': 'x' is not a valid entry; pass e.g. --n 1,2"),
+                               ("1,1", int, "--n '1,1' repeats a value"),
+                               ("a,c", one_of(("a", "b")), "--n 'a,c': unknown 'c'; choose from a, b")]:
+        with pytest.raises(VlmrmError) as e:
+            comma_list(text, "--n", "1,2", item)
+        assert needle in str(e.value), e.value
+    with pytest.raises(VlmrmError, match=r"--alphas '0,2': alpha='2' is outside \[0, 1\]"):
+        parse_alphas("0,2")
+    with pytest.raises(VlmrmError, match=r"--seeds '-1' must be integers in \[0, 2\*\*31\)"):
+        parse_seeds("-1")
