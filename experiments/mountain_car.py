@@ -32,6 +32,12 @@ from vlmrm_jax.envs.classic.render import MOUNTAIN_CAR_LOOKS
 #: at these 307,200 env steps PPO, SAC with the CLI's values and SAC with the authors' MountainCar values all reached
 #: the flag on 0 training steps and 0 of 16 evaluation episodes, and the SAC runs took 1.3x and 2.2x PPO's wall time.
 _PPO = dict(num_updates_per_batch=8, learning_rate=3e-3, entropy_cost=1e-2, discounting=0.99)
+#: The VLM-RM authors' MountainCar SAC (their configs/mountain_car.yaml, with stable-baselines3's defaults where it
+#: is silent): gamma 0.9999, learning rate 1e-4, batch 256, tau 0.01, 75,000 env steps before the first gradient step,
+#: 2 gradient steps per env step (64 per actor step of 32 envs), 64 x 64 networks, a 1M-transition replay buffer.
+#: SACConfig fields; use with num_envs=32 and episode_length=200.
+AUTHORS_SAC = dict(discounting=0.9999, learning_rate=1e-4, batch_size=256, tau=0.01, min_replay_size=75_000,
+                   grad_updates_per_step=64, hidden_layer_sizes=(64, 64), max_replay_size=1_000_000)
 PRESETS = {
     "cpu": dict(total_steps=307_200, minutes=5, ppo=dict(_PPO, num_envs=32, unroll_length=32, batch_size=32, num_minibatches=4)),
     "accelerator": dict(total_steps=3_072_000, ppo=dict(_PPO, num_envs=256, unroll_length=32, batch_size=256,

@@ -21,6 +21,8 @@ Success is the true criterion (the car reached the flag, position >= 0.45, durin
 greedy 200-step episodes after training, and the fraction of training episodes that reached it in the last tenth of
 training; where the greedy policy keeps the car is the mean position over the second half of those episodes.
 ``--entropy-cost`` and ``--discounting`` replace the preset's PPO values (more exploration, a longer horizon).
+``--learner sac`` trains the VLM-RM authors' MountainCar SAC instead (experiments/mountain_car.py's ``AUTHORS_SAC``,
+32 envs; ``--discounting`` replaces its gamma): the paper's learner, which it ran for 3M env steps.
 Writes ``shapes.json`` (per shape: the reward table and the success figures) and ``shapes.png``.
 """
 
@@ -93,24 +95,34 @@ def make_shape(name: str, x: np.ndarray, reward: np.ndarray) -> np.ndarray:
     return table
 
 
-def ppo_config(overrides: dict | None = None):
-    """The MountainCar CPU preset's PPO settings (experiments/mountain_car.py) with ``overrides`` such as
-    ``{"entropy_cost": 0.1}`` replacing some.
+def learner_config(learner: str = "ppo", overrides: dict | None = None):
+    """The learner's settings with ``overrides`` such as ``{"entropy_cost": 0.1}`` replacing some: for ``"ppo"`` a
+    PPOConfig of the MountainCar CPU preset, for ``"sac"`` a SACConfig of the authors' MountainCar SAC
+    (experiments/mountain_car.py's ``PRESETS`` and ``AUTHORS_SAC``), both with 200-step episodes.
 
     Raises:
-        VlmrmError: when an override is out of range (PPOConfig's checks).
+        VlmrmError: on an unknown learner, a field the learner lacks, or an override out of range (the config's
+            checks).
     """
-    from experiments.mountain_car import PRESETS
+    from experiments.mountain_car import AUTHORS_SAC, PRESETS
     from vlmrm_jax.envs.classic import EPISODE_LENGTH
     from vlmrm_jax.rl.ppo import PPOConfig
+    from vlmrm_jax.rl.sac import SACConfig
 
-    return PPOConfig(**{**PRESETS["cpu"]["ppo"], **(overrides or {})}, episode_length=EPISODE_LENGTH)
+    cls, fields = {"ppo": (PPOConfig, PRESETS["cpu"]["ppo"]), "sac": (SACConfig, dict(AUTHORS_SAC, num_envs=32))}.get(
+        learner, (None, None))
+    if cls is None:
+        raise VlmrmError(f"unknown learner {learner!r}; choose ppo or sac")
+    unknown = sorted(set(overrides or {}) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise VlmrmError(f"{learner} has no setting {unknown[0]!r}; drop it or use the other learner")
+    return cls(**{**fields, **(overrides or {})}, episode_length=EPISODE_LENGTH)
 
 
 def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: int, eval_envs: int,
                    config=None) -> dict:
-    """PPO with ``config`` (a PPOConfig; default ``ppo_config()``) on ``reward = interp(position, x, table)``;
-    success figures.
+    """PPO or SAC with ``config`` (a PPOConfig or SACConfig; default ``learner_config()``, PPO) on
+    ``reward = interp(position, x, table)``; success figures.
 
     Returns:
         ``{"eval_success_rate", "eval_mean_position_second_half", "train_success_rate_last_tenth", "wall_s"}``:
@@ -126,7 +138,8 @@ def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: 
     from vlmrm_jax.envs.classic import EPISODE_LENGTH
     from vlmrm_jax.envs.classic.env import MountainCar
     from vlmrm_jax.envs.wrappers import STEP_METRICS, FreshResetWrapper
-    from vlmrm_jax.rl.ppo import PPO, make_policy_fn
+    from vlmrm_jax.rl.ppo import PPO, PPOConfig, make_policy_fn
+    from vlmrm_jax.rl.sac import SAC
 
     xs, values = jnp.asarray(x, jnp.float32), jnp.asarray(table, jnp.float32)
 
@@ -149,16 +162,17 @@ def train_on_table(x: np.ndarray, table: np.ndarray, *, seed: int, total_steps: 
     base = MountainCar()
     env = brax_training.VmapWrapper(brax_training.EpisodeWrapper(base, EPISODE_LENGTH, action_repeat=1))
     env = FreshResetWrapper(LookupReward(env), jax.vmap(base.reset))
-    ppo = PPO(env, config or ppo_config())
+    config = config or learner_config()
+    learner = (PPO if isinstance(config, PPOConfig) else SAC)(env, config)
     start = time.time()
-    state = ppo.init(jax.random.PRNGKey(seed))
-    iterations = max(1, total_steps // ppo.config.env_steps_per_iteration)
+    state = learner.init(jax.random.PRNGKey(seed))
+    iterations = max(1, total_steps // config.env_steps_per_iteration)
     successes, ends = [], []
     for _ in range(iterations):
-        state, metrics = ppo.iteration(state)
+        state, metrics = learner.iteration(state)
         successes.append(float(metrics["env/success"]))
         ends.append(float(metrics["env/episode_end"]))
-    policy = make_policy_fn(ppo, state, deterministic=True)
+    policy = make_policy_fn(learner, state, deterministic=True)
 
     @jax.jit
     def evaluate(key):
@@ -187,10 +201,14 @@ def main(argv=None) -> int:
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated (default: %(default)s)")
     parser.add_argument("--total-steps", type=int, default=307_200, help="env steps per shape (default: %(default)s)")
     parser.add_argument("--eval-envs", type=int, default=64, help="greedy evaluation episodes (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="PRNG seed of PPO and the evaluation (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="PRNG seed of the learner and the evaluation (default: %(default)s)")
+    parser.add_argument("--learner", default="ppo", choices=("ppo", "sac"),
+                        help="ppo: the cpu preset's; sac: the authors' MountainCar SAC (default: %(default)s)")
     parser.add_argument("--entropy-cost", type=float, default=None,
                         help="PPO entropy cost (default: the cpu preset's, 0.01)")
-    parser.add_argument("--discounting", type=float, default=None, help="PPO gamma (default: the cpu preset's, 0.99)")
+    parser.add_argument("--discounting", type=float, default=None,
+                        help="gamma (default: the cpu preset's 0.99 for PPO, the authors' 0.9999 for SAC)")
     parser.add_argument("--out", required=True, help="output directory for shapes.json and shapes.png")
     args = parser.parse_args(argv)
     try:
@@ -199,7 +217,7 @@ def main(argv=None) -> int:
             raise VlmrmError(f"--total-steps {args.total_steps} and --eval-envs {args.eval_envs} must be positive")
         overrides = {k: v for k, v in (("entropy_cost", args.entropy_cost), ("discounting", args.discounting))
                      if v is not None}
-        config = ppo_config(overrides)
+        config = learner_config(args.learner, overrides)
         x, reward = read_landscape(args.landscape, args.alpha)
     except VlmrmError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -207,10 +225,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"landscape": args.landscape, "alpha": args.alpha, "seed": args.seed, "total_steps": args.total_steps,
-               "eval_envs": args.eval_envs, "ppo_overrides": overrides, "positions": x.tolist(), "shapes": {}}
+               "eval_envs": args.eval_envs, "learner": args.learner, "overrides": overrides, "positions": x.tolist(), "shapes": {}}
     for name in shapes:
         table = make_shape(name, x, reward)
-        print(f"{name}: training PPO for {args.total_steps} env steps (compiling first)...", flush=True)
+        print(f"{name}: training {args.learner.upper()} for {args.total_steps} env steps (compiling first)...",
+              flush=True)
         figures = train_on_table(x, table, seed=args.seed, total_steps=args.total_steps, eval_envs=args.eval_envs,
                                  config=config)
         print(f"{name}: greedy success {figures['eval_success_rate']:.2f}, training episodes in the last tenth "

@@ -138,3 +138,5 @@ def test_reward_shapes_cli_errors_are_one_line(tmp_path, capsys):
     assert "discounting=0.0 must be in (0, 1]" in capsys.readouterr().err
     assert main(["--entropy-cost", "-0.1", "--out", str(tmp_path)]) == 2
     assert "entropy_cost=-0.1 must be non-negative" in capsys.readouterr().err
+    assert main(["--learner", "sac", "--entropy-cost", "0.1", "--out", str(tmp_path)]) == 2
+    assert "sac has no setting 'entropy_cost'" in capsys.readouterr().err
