@@ -133,6 +133,8 @@ class HumanoidSource:
     env = "humanoid"
     captions = HUMANOID_CAPTIONS
     modes = ("reference", "mixed", "random", "rollout", "policy")
+    #: The modes whose states :meth:`sample_pose` draws (one by one, in frame order).
+    pose_modes = ("reference", "mixed", "random")
 
     def __init__(self, image_size: int = 64, *, shadows: bool = True, settle_steps: int = 3,
                  mode_weights: tuple[float, float, float, float] = (0.45, 0.2, 0.15, 0.2),
@@ -340,7 +342,7 @@ class HumanoidSource:
         modes = rng.choice(len(self.modes), size=num_frames, p=self.mode_weights).astype(np.int32)
         qpos = np.zeros((num_frames, self._mj_model.nq))
         qvel = np.zeros((num_frames, self._mj_model.nv))
-        for i in np.flatnonzero(modes < self.modes.index("rollout")):
+        for i in np.flatnonzero(np.isin(modes, [self.modes.index(m) for m in self.pose_modes])):
             qpos[i] = self.sample_pose(self.modes[modes[i]], rng)
         rollout = np.flatnonzero(modes == self.modes.index("rollout"))
         if rollout.size:
