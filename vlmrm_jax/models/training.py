@@ -8,34 +8,28 @@ linear warm-up and cosine decay, global-norm clipping and weight decay on matric
 gains or the temperature), as in CLIP; everything inside one jitted step. The same code trains a small CLIP from
 scratch or fine-tunes any loaded one (e.g. ``openai/clip-vit-base-patch32``); only the learning rate differs.
 
-:func:`fit` runs the loop with a progress bar, JSON-lines metrics, held-out evaluation and orbax checkpoints that
-``resume`` continues exactly (the batch of step t depends only on the seed and t).
+:func:`fit` runs :func:`vlmrm_jax.fitting.fit_loop`: a progress bar, JSON-lines metrics, held-out evaluation and
+orbax checkpoints that ``resume`` continues exactly (the batch of step t depends only on the seed and t).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from flax import struct
 
+from vlmrm_jax import fitting
 from vlmrm_jax.datasets.store import CaptionedFrames
-from vlmrm_jax.errors import NonFiniteError, VlmrmError, check_positive_int
+from vlmrm_jax.errors import VlmrmError, check_positive_int
+from vlmrm_jax.fitting import TrainState, batch_indices, init_state
 from vlmrm_jax.models.clip import CLIP
 from vlmrm_jax.models.contrastive import multilabel_clip_loss
-from vlmrm_jax.rl.checkpoint import Checkpoints
-
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,14 +78,6 @@ class TextBatch(NamedTuple):
 
     input_ids: jax.Array
     attention_mask: jax.Array
-
-
-class TrainState(struct.PyTreeNode):
-    """What a step updates: ``step`` (int32 []), ``params`` (the CLIP weights) and ``opt_state``."""
-
-    step: jax.Array
-    params: Any
-    opt_state: Any
 
 
 def tokenize(clip: CLIP, texts: Sequence[str]) -> TextBatch:
@@ -147,24 +133,8 @@ def contrastive_loss(clip: CLIP, params, images: jax.Array, text: TextBatch,
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """AdamW (beta2 0.98 as in CLIP) with warm-up + cosine schedule, global-norm clipping, and weight decay masked
-    to parameters with at least 2 dimensions."""
-    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1),
-                                                  max(config.steps, config.warmup_steps + 1),
-                                                  end_value=0.05 * config.learning_rate)
-    decay_mask = lambda params: jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)  # noqa: E731
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                       optax.adamw(schedule, b1=0.9, b2=0.98, eps=1e-6, weight_decay=config.weight_decay,
-                                   mask=decay_mask))
-
-
-def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
-    """Step 0 with fresh optimiser moments; ``params`` are copied (the train step donates its state, and the caller's
-    weights must survive). Every leaf is committed to the default device, as the step's outputs are, so the jitted
-    step compiles once."""
-    params = jax.tree.map(jnp.array, params)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
-    return jax.device_put(state, jax.local_devices()[0])
+    """:func:`vlmrm_jax.fitting.make_optimizer` with CLIP's AdamW moments (beta2 0.98, eps 1e-6)."""
+    return fitting.make_optimizer(config, b1=0.9, b2=0.98, eps=1e-6)
 
 
 def make_train_step(clip: CLIP, optimizer: optax.GradientTransformation, text: TextBatch,
@@ -184,36 +154,11 @@ def make_train_step(clip: CLIP, optimizer: optax.GradientTransformation, text: T
     """
     static = clip.replace(params=None)
 
-    def step(state: TrainState, images: jax.Array, labels: jax.Array, key: jax.Array):
+    def loss(params, images: jax.Array, labels: jax.Array, key: jax.Array):
         images = random_shift(key, images.astype(jnp.float32) / 255.0, shift_pixels)
-        grad_fn = jax.value_and_grad(lambda p: contrastive_loss(static, p, images, text, labels), has_aux=True)
-        (_, metrics), grads = grad_fn(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = dict(metrics, grad_norm=optax.global_norm(grads))
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return contrastive_loss(static, params, images, text, labels)
 
-    return jax.jit(step, donate_argnums=0)
-
-
-def batch_indices(num_frames: int, batch_size: int, seed: int, step: int) -> np.ndarray:
-    """The frames of step ``step``: B distinct indices (with replacement only if B > N), a function of (seed, step)
-    alone, so a resumed run sees the same batches."""
-    rng = np.random.default_rng([seed, step])
-    return rng.choice(num_frames, size=batch_size, replace=batch_size > num_frames)
-
-
-def _read_metrics(path: Path, up_to_step: int) -> list[str]:
-    if not path.exists():
-        return []
-    lines = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= up_to_step:
-                lines.append(line)
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
-    return lines
+    return fitting.make_train_step(loss, optimizer)
 
 
 def fit(clip: CLIP, train: CaptionedFrames, config: TrainConfig, out: str | Path, *,
@@ -245,74 +190,19 @@ def fit(clip: CLIP, train: CaptionedFrames, config: TrainConfig, out: str | Path
         CheckpointError: ``resume`` without a checkpoint, or a corrupt one.
         NonFiniteError: the loss became NaN or infinite (the last checkpoint is kept).
     """
-    from tqdm.auto import tqdm
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     text = tokenize(clip, train.captions.captions)
     labels = train.captions.caption_labels(train.labels)
     optimizer = make_optimizer(config)
     train_step = make_train_step(clip, optimizer, text, config.shift_pixels)
-    checkpoints = Checkpoints(out / CHECKPOINT_DIR, max_to_keep=2)
-    state = init_state(clip.params, optimizer)
-    if resume:
-        state, _ = checkpoints.restore(state)
-        log(f"resumed from step {int(state.step)} in {out / CHECKPOINT_DIR}")
-    start = int(state.step)
-    metrics_path = out / METRICS_FILE
-    kept = _read_metrics(metrics_path, start) if resume else []
-    metrics_path.write_text("".join(line + "\n" for line in kept))
-    records = [json.loads(line) for line in kept]
     key = jax.random.PRNGKey(config.seed)
-    last_save, last_log, window = time.monotonic(), time.monotonic(), []
 
-    def run_eval(step: int) -> dict:
-        if evaluate is None or held_out is None:
-            return {}
-        result = {f"eval/{k}": v for k, v in evaluate(state.params, held_out).items()}
-        return dict(result, step=step)
+    def batch(step: int) -> tuple:
+        idx = batch_indices(len(train), config.batch_size, config.seed, step)
+        return train.images[idx], labels[idx], jax.random.fold_in(key, step)
 
-    def append(record: dict) -> None:
-        records.append(record)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    last = min(config.steps, stop_at or config.steps)
-    bar = tqdm(total=last, initial=start, disable=not show_progress, desc="contrastive training",
-               unit="step", dynamic_ncols=True)
-    try:
-        for step in range(start, last):
-            idx = batch_indices(len(train), config.batch_size, config.seed, step)
-            state, metrics = train_step(state, train.images[idx], labels[idx], jax.random.fold_in(key, step))
-            window.append(metrics)
-            done = step + 1
-            if done % max(config.log_every, 1) == 0 or done == last:
-                values = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
-                if not all(math.isfinite(v) for v in values.values()):
-                    raise NonFiniteError(f"training produced a non-finite loss at step {done} (loss {values['loss']}, "
-                                         f"grad norm {values['grad_norm']}); lower --lr and resume from the last "
-                                         f"checkpoint with --resume")
-                now = time.monotonic()
-                values.update(step=done, steps_per_s=len(window) / max(now - last_log, 1e-9))
-                last_log, window = now, []
-                append(values)
-                bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['accuracy']:.2f}",
-                                temp=f"{values['temperature']:.3f}")
-            if config.eval_every and done % config.eval_every == 0 and done != last:
-                record = run_eval(done)
-                if record:
-                    append(record)
-            if not window and time.monotonic() - last_save >= config.checkpoint_every_s:  # only checked-finite states
-                checkpoints.save(done, state, {"step": done, "config": dataclasses.asdict(config)})
-                last_save = time.monotonic()
-            bar.update(1)
-        bar.close()
-        if checkpoints.latest_step() != int(state.step):
-            checkpoints.save(int(state.step), state, {"step": int(state.step), "config": dataclasses.asdict(config)})
-        record = run_eval(int(state.step))
-        if record:
-            append(record)
-    finally:
-        bar.close()
-        checkpoints.close()
-    return state.params, records
+    run_eval = (lambda params: evaluate(params, held_out)) if evaluate is not None and held_out is not None else None
+    return fitting.fit_loop(init_state(clip.params, optimizer), train_step, batch, config, out, resume=resume,
+                            evaluate=run_eval, stop_at=stop_at, desc="contrastive training",
+                            postfix=lambda v: dict(loss=f"{v['loss']:.3f}", acc=f"{v['accuracy']:.2f}",
+                                                   temp=f"{v['temperature']:.3f}"),
+                            show_progress=show_progress, log=log)

@@ -4,16 +4,14 @@ The loss is T5's (Raffel et al. 2020): cross-entropy of each target token (end-o
 the input and the previous target tokens, averaged over the target tokens of the batch. AdamW with linear warm-up
 and cosine decay, global-norm clipping, weight decay on matrices only; one jitted step.
 
-:func:`fit` runs the loop with a tqdm bar, JSON-lines metrics, optional evaluation, and atomic orbax checkpoints
-that ``resume`` continues exactly (the batch of step t depends only on the seed and t).
+:func:`fit` runs :func:`vlmrm_jax.fitting.fit_loop`: a tqdm bar, JSON-lines metrics, optional evaluation, and atomic
+orbax checkpoints that ``resume`` continues exactly (the batch of step t depends only on the seed and t).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,14 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
 
-from vlmrm_jax.errors import NonFiniteError, VlmrmError, check_positive_int
+from vlmrm_jax import fitting
+from vlmrm_jax.errors import VlmrmError, check_positive_int
+from vlmrm_jax.fitting import batch_indices, init_state
 from vlmrm_jax.planner.t5 import T5
-from vlmrm_jax.rl.checkpoint import Checkpoints
-
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,14 +74,6 @@ class Pairs(NamedTuple):
     labels: np.ndarray
 
 
-class TrainState(struct.PyTreeNode):
-    """``step`` (int32 []), ``params`` and ``opt_state``."""
-
-    step: jax.Array
-    params: Any
-    opt_state: Any
-
-
 def tokenize_pairs(tokenizer, inputs: Sequence[str], targets: Sequence[str], max_input_tokens: int,
                    max_target_tokens: int) -> Pairs:
     """Tokenises and pads pairs to fixed lengths L and T.
@@ -124,46 +111,14 @@ def loss_fn(model: T5, params: Any, input_ids: jax.Array, attention_mask: jax.Ar
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """AdamW with warm-up + cosine decay, global-norm clipping, weight decay on parameters with >= 2 dimensions."""
-    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1),
-                                                  max(config.steps, config.warmup_steps + 1),
-                                                  end_value=0.05 * config.learning_rate)
-    decay_mask = lambda params: jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)  # noqa: E731
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                       optax.adamw(schedule, weight_decay=config.weight_decay, mask=decay_mask))
+    """:func:`vlmrm_jax.fitting.make_optimizer` with optax's AdamW moments."""
+    return fitting.make_optimizer(config)
 
 
 def make_train_step(model: T5, optimizer: optax.GradientTransformation):
     """The jitted update ``step(state, input_ids, attention_mask, labels) -> (state, metrics)`` (state donated);
     metrics: loss, token accuracy, gradient global norm (float32 [] each)."""
-
-    def step(state: TrainState, input_ids, attention_mask, labels):
-        grad_fn = jax.value_and_grad(lambda p: loss_fn(model, p, input_ids, attention_mask, labels), has_aux=True)
-        (_, metrics), grads = grad_fn(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return (TrainState(step=state.step + 1, params=params, opt_state=opt_state),
-                dict(metrics, grad_norm=optax.global_norm(grads)))
-
-    return jax.jit(step, donate_argnums=0)
-
-
-def batch_indices(num_pairs: int, batch_size: int, seed: int, step: int) -> np.ndarray:
-    """The pairs of step ``step``, a function of (seed, step) alone, so a resumed run sees the same batches."""
-    return np.random.default_rng([seed, step]).choice(num_pairs, size=batch_size, replace=batch_size > num_pairs)
-
-
-def _read_metrics(path: Path, up_to_step: int) -> list[dict]:
-    records = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill
-                continue
-            if record.get("step", 0) <= up_to_step:
-                records.append(record)
-    return records
+    return fitting.make_train_step(lambda params, *batch: loss_fn(model, params, *batch), optimizer)
 
 
 def fit(model: T5, params: Any, train: Pairs, config: TrainConfig, out: str | Path, *, resume: bool = False,
@@ -179,68 +134,13 @@ def fit(model: T5, params: Any, train: Pairs, config: TrainConfig, out: str | Pa
         CheckpointError: ``resume`` without a (readable) checkpoint.
         NonFiniteError: the loss became NaN or infinite (the last checkpoint is kept).
     """
-    from tqdm.auto import tqdm
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     optimizer = make_optimizer(config)
-    train_step = make_train_step(model, optimizer)
-    checkpoints = Checkpoints(out / CHECKPOINT_DIR, max_to_keep=2)
-    params = jax.tree.map(jnp.array, params)  # the step donates its state; the caller's weights must survive
-    state = jax.device_put(TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                                      opt_state=optimizer.init(params)), jax.local_devices()[0])
-    if resume:
-        state, _ = checkpoints.restore(state)
-        log(f"resumed from step {int(state.step)} in {out / CHECKPOINT_DIR}")
-    start = int(state.step)
-    metrics_path = out / METRICS_FILE
-    records = _read_metrics(metrics_path, start) if resume else []
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
-    def append(record: dict) -> None:
-        records.append(record)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+    def batch(step: int) -> tuple:
+        idx = batch_indices(len(train.input_ids), config.batch_size, config.seed, step)
+        return train.input_ids[idx], train.attention_mask[idx], train.labels[idx]
 
-    def run_eval(step: int) -> None:
-        if evaluate is not None:
-            append(dict({f"eval/{k}": v for k, v in evaluate(state.params).items()}, step=step))
-
-    def save() -> None:
-        checkpoints.save(int(state.step), state, {"step": int(state.step), "config": dataclasses.asdict(config)})
-
-    bar = tqdm(total=config.steps, initial=start, disable=not show_progress, desc="planner training (compiling)",
-               unit="step", dynamic_ncols=True)
-    last_save, last_log, window = time.monotonic(), time.monotonic(), []
-    try:
-        for step in range(start, config.steps):
-            idx = batch_indices(len(train.input_ids), config.batch_size, config.seed, step)
-            state, metrics = train_step(state, train.input_ids[idx], train.attention_mask[idx], train.labels[idx])
-            window.append(metrics)
-            done = step + 1
-            if done % max(config.log_every, 1) == 0 or done == config.steps:
-                values = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
-                if not all(math.isfinite(v) for v in values.values()):
-                    raise NonFiniteError(f"training produced a non-finite loss at step {done} (loss {values['loss']}, "
-                                         f"grad norm {values['grad_norm']}); lower --lr and resume from the last "
-                                         f"checkpoint with --resume")
-                now = time.monotonic()
-                values.update(step=done, steps_per_s=len(window) / max(now - last_log, 1e-9))
-                last_log, window = now, []
-                append(values)
-                bar.set_description("planner training")
-                bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['token_accuracy']:.3f}")
-                if time.monotonic() - last_save >= config.checkpoint_every_s:  # only checked-finite states
-                    save()
-                    last_save = time.monotonic()
-            if config.eval_every and done % config.eval_every == 0 and done != config.steps:
-                run_eval(done)
-            bar.update(1)
-        bar.close()
-        if checkpoints.latest_step() != int(state.step):
-            save()
-        run_eval(int(state.step))
-    finally:
-        bar.close()
-        checkpoints.close()
-    return state.params, records
+    return fitting.fit_loop(init_state(params, optimizer), make_train_step(model, optimizer), batch, config, out,
+                            resume=resume, evaluate=evaluate, desc="planner training",
+                            postfix=lambda v: dict(loss=f"{v['loss']:.3f}", acc=f"{v['token_accuracy']:.3f}"),
+                            show_progress=show_progress, log=log)
