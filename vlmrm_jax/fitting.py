@@ -23,11 +23,28 @@ import numpy as np
 import optax
 from flax import struct
 
-from vlmrm_jax.errors import NonFiniteError
+from vlmrm_jax.errors import NonFiniteError, VlmrmError, check_positive_int
 from vlmrm_jax.rl.checkpoint import Checkpoints
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
+
+
+def check_config(config, lr_example: str, non_negative: tuple[str, ...] = ()) -> None:
+    """Checks a trainer's config as the user gave it (flag names in the messages: ``batch_size`` is
+    ``--batch-size``, the learning rate ``--lr``): ``steps`` and ``batch_size`` positive integers, ``learning_rate``
+    a positive finite number, ``warmup_steps``, ``eval_every``, ``log_every`` and ``non_negative`` >= 0.
+
+    Raises:
+        VlmrmError: naming the first bad value; a bad learning rate's message shows ``lr_example``.
+    """
+    for name in ("steps", "batch_size"):
+        check_positive_int(name.replace("_", "-"), getattr(config, name))
+    if not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
+        raise VlmrmError(f"lr={config.learning_rate!r} must be a positive number, e.g. {lr_example}")
+    for name in ("warmup_steps", *non_negative, "eval_every", "log_every"):
+        if getattr(config, name) < 0:
+            raise VlmrmError(f"{name.replace('_', '-')}={getattr(config, name)!r} must be >= 0")
 
 
 class TrainState(struct.PyTreeNode):

@@ -15,7 +15,6 @@ orbax checkpoints that ``resume`` continues exactly (the batch of step t depends
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,7 +25,6 @@ import optax
 
 from vlmrm_jax import fitting
 from vlmrm_jax.datasets.store import CaptionedFrames
-from vlmrm_jax.errors import VlmrmError, check_positive_int
 from vlmrm_jax.fitting import TrainState, batch_indices, init_state
 from vlmrm_jax.models.clip import CLIP
 from vlmrm_jax.models.contrastive import multilabel_clip_loss
@@ -63,14 +61,7 @@ class TrainConfig:
     checkpoint_every_s: float = 120.0
 
     def __post_init__(self):
-        for name in ("steps", "batch_size"):
-            check_positive_int(name.replace("_", "-"), getattr(self, name))
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise VlmrmError(f"lr={self.learning_rate!r} must be a positive number, e.g. 5e-4 from scratch or 1e-5 "
-                             f"to fine-tune a pretrained CLIP")
-        for name in ("warmup_steps", "shift_pixels", "eval_every", "log_every"):
-            if getattr(self, name) < 0:
-                raise VlmrmError(f"{name.replace('_', '-')}={getattr(self, name)!r} must be >= 0")
+        fitting.check_config(self, "5e-4 from scratch or 1e-5 to fine-tune a pretrained CLIP", ("shift_pixels",))
 
 
 class TextBatch(NamedTuple):

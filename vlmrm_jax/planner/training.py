@@ -11,7 +11,6 @@ orbax checkpoints that ``resume`` continues exactly (the batch of step t depends
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,7 +21,7 @@ import numpy as np
 import optax
 
 from vlmrm_jax import fitting
-from vlmrm_jax.errors import VlmrmError, check_positive_int
+from vlmrm_jax.errors import VlmrmError
 from vlmrm_jax.fitting import batch_indices, init_state
 from vlmrm_jax.planner.t5 import T5
 
@@ -56,13 +55,7 @@ class TrainConfig:
     checkpoint_every_s: float = 120.0
 
     def __post_init__(self):
-        for name in ("steps", "batch_size"):
-            check_positive_int(name.replace("_", "-"), getattr(self, name))
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise VlmrmError(f"lr={self.learning_rate!r} must be a positive number, e.g. 2e-3")
-        for name in ("warmup_steps", "log_every", "eval_every"):
-            if getattr(self, name) < 0:
-                raise VlmrmError(f"{name.replace('_', '-')}={getattr(self, name)!r} must be >= 0")
+        fitting.check_config(self, "2e-3")
 
 
 class Pairs(NamedTuple):
