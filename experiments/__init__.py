@@ -1,6 +1,6 @@
 """Thin command-line experiments over the :mod:`vlmrm_jax` library, sharing one exit-code convention
-(:func:`run_cli`) and one reading of comma-separated flag values (:func:`comma_list`). Importing this package silences two start-up notices a user cannot act on
-(:func:`quiet_imports`)."""
+(:func:`run_cli`) and one reading of comma-separated flag values (:func:`comma_list`). Importing this package
+silences two start-up notices a user cannot act on (:func:`quiet_imports`)."""
 
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ from vlmrm_jax.errors import VlmrmError
 #: 64 envs and 409,600 env steps at ~880 env steps/s, ~540 beside another job (2026-12-04; until then 16 envs and
 #: 40,960 steps in 15 minutes, before the renderer was fast). At it "a humanoid robot standing up" is learned in 2 of 4
 #: seeds (16/16 evaluation episodes each; the others 0/16, bent forward, and 1/16), kneeling and arms raised are not
-#: (0/16; docs/humanoid_setup.md). "accelerator" is paper-like (VLM-RM trained 10M steps with 32 envs; PPO here uses many
-#: more parallel envs).
+#: (0/16; docs/humanoid_setup.md). "accelerator" is paper-like (VLM-RM trained 10M steps with 32 envs; PPO here uses
+#: many more parallel envs).
 #: Learner: PPO. At the earlier cpu preset's 40,960 env steps (kneeling, one seed each, docs/humanoid_setup.md) neither
 #: PPO nor SAC (--learner sac) succeeded (0 of 16 evaluation episodes); PPO raised the CLIP reward it optimises (0.13 ->
 #: 0.18 over training, eval 0.17) while SAC's stayed flat (0.13, eval 0.12), though SAC knelt on more steps (5.8% of

@@ -225,7 +225,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"landscape": args.landscape, "alpha": args.alpha, "seed": args.seed, "total_steps": args.total_steps,
-               "eval_envs": args.eval_envs, "learner": args.learner, "overrides": overrides, "positions": x.tolist(), "shapes": {}}
+               "eval_envs": args.eval_envs, "learner": args.learner, "overrides": overrides, "positions": x.tolist(),
+               "shapes": {}}
     for name in shapes:
         table = make_shape(name, x, reward)
         print(f"{name}: training {args.learner.upper()} for {args.total_steps} env steps (compiling first)...",
