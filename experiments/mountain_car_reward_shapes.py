@@ -209,13 +209,17 @@ def main(argv=None) -> int:
                         help="PPO entropy cost (default: the cpu preset's, 0.01)")
     parser.add_argument("--discounting", type=float, default=None,
                         help="gamma (default: the cpu preset's 0.99 for PPO, the authors' 0.9999 for SAC)")
+    parser.add_argument("--action-noise-correlation", type=float, default=None,
+                        help="PPO exploration noise correlated rho between successive steps (PPOConfig; default: "
+                             "the cpu preset's)")
     parser.add_argument("--out", required=True, help="output directory for shapes.json and shapes.png")
     args = parser.parse_args(argv)
     try:
         shapes = comma_list(args.shapes, "--shapes", "landscape,step", one_of(SHAPES))
         if args.total_steps <= 0 or args.eval_envs <= 0:
             raise VlmrmError(f"--total-steps {args.total_steps} and --eval-envs {args.eval_envs} must be positive")
-        overrides = {k: v for k, v in (("entropy_cost", args.entropy_cost), ("discounting", args.discounting))
+        overrides = {k: v for k, v in (("entropy_cost", args.entropy_cost), ("discounting", args.discounting),
+                                       ("action_noise_correlation", args.action_noise_correlation))
                      if v is not None}
         config = learner_config(args.learner, overrides)
         x, reward = read_landscape(args.landscape, args.alpha)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from brax.envs.base import Env, State
-from brax.training import acting, gradients
+from brax.training import acting, gradients, types
 from brax.training.acme import running_statistics, specs
 from brax.training.agents.ppo import losses as ppo_losses
 from brax.training.agents.ppo import networks as ppo_networks
@@ -65,6 +65,14 @@ class PPOConfig:
         policy_hidden_layer_sizes: MLP widths of the policy.
         value_hidden_layer_sizes: MLP widths of the value function.
         episode_length: env steps per episode before truncation.
+        action_noise_correlation: rho in [0, 1), the correlation of the exploration noise between successive env
+            steps. The policy's pre-tanh action is ``loc + scale * eps_t`` with ``eps_t = rho * eps_{t-1} +
+            sqrt(1 - rho^2) * xi_t``, ``xi_t ~ N(0, 1)`` i.i.d. per env and action dimension: an AR(1) process
+            (a discretised Ornstein-Uhlenbeck process) whose marginal is N(0, 1), so each action is still drawn from
+            the policy's own Gaussian and PPO's ratio uses its usual log-probability (Hollenstein et al. 2024,
+            "Colored Noise in PPO"; Eberhard et al. 2023, "Pink Noise Is All You Need"). Successive actions then
+            push the same way for about ``1 / (1 - rho)`` steps, which finds sparse goals that need a sustained push
+            (MountainCar) where i.i.d. noise averages out. 0 (the default) is brax's i.i.d. sampling, unchanged.
     """
 
     num_envs: int = 32
@@ -83,6 +91,7 @@ class PPOConfig:
     policy_hidden_layer_sizes: Tuple[int, ...] = (64, 64)
     value_hidden_layer_sizes: Tuple[int, ...] = (128, 128)
     episode_length: int = 100
+    action_noise_correlation: float = 0.0
 
     def __post_init__(self):
         for name in ("num_envs", "unroll_length", "batch_size", "num_minibatches", "num_updates_per_batch",
@@ -100,6 +109,9 @@ class PPOConfig:
             raise VlmrmError(f"discounting={self.discounting!r} must be in (0, 1]")
         if not self.entropy_cost >= 0:
             raise VlmrmError(f"entropy_cost={self.entropy_cost!r} must be non-negative")
+        if not 0 <= self.action_noise_correlation < 1:
+            raise VlmrmError(f"action_noise_correlation={self.action_noise_correlation!r} must be in [0, 1) (0: i.i.d. "
+                             f"noise; 0.9: successive actions' noise correlated 0.9)")
 
     @property
     def unrolls_per_iteration(self) -> int:
@@ -123,6 +135,8 @@ class TrainState:
         env_state: the batched env state, leading axis ``num_envs``.
         env_steps: int32 [], env steps consumed so far.
         rng: PRNG key [2] for the next iteration.
+        action_noise: float32 [num_envs, action_size], each env's exploration noise ``eps`` of its last step (see
+            ``PPOConfig.action_noise_correlation``; unused when that is 0).
     """
 
     params: ppo_losses.PPONetworkParams
@@ -131,6 +145,7 @@ class TrainState:
     env_state: State
     env_steps: jax.Array
     rng: jax.Array
+    action_noise: jax.Array
 
 
 class PPO:
@@ -177,6 +192,7 @@ class PPO:
 
     def _init(self, rng: jax.Array) -> TrainState:
         key_policy, key_value, key_env, rng = jax.random.split(rng, 4)
+        key_noise = jax.random.fold_in(key_env, 1)  # a fifth split would change every i.i.d.-noise run's draws
         params = ppo_losses.PPONetworkParams(policy=self.networks.policy_network.init(key_policy),
                                              value=self.networks.value_network.init(key_value))
         env_state = self._shard_batch(self.env.reset(jax.random.split(key_env, self.config.num_envs)))
@@ -184,7 +200,8 @@ class PPO:
         return self._replicate_all_but_env(TrainState(
             params=params, optimizer_state=self.optimizer.init(params),
             normalizer_params=running_statistics.init_state(obs_spec), env_state=env_state,
-            env_steps=jnp.zeros((), jnp.int32), rng=rng))
+            env_steps=jnp.zeros((), jnp.int32), rng=rng,
+            action_noise=self._shard_batch(jax.random.normal(key_noise, (self.config.num_envs, self.env.action_size)))))
 
     def _shard_batch(self, tree: Any) -> Any:
         """Constrains every leaf with a leading ``num_envs`` axis to be split over the mesh (no-op on one device)."""
@@ -195,12 +212,13 @@ class PPO:
                             if x.ndim and x.shape[0] == self.config.num_envs else x, tree)
 
     def _replicate_all_but_env(self, state: TrainState) -> TrainState:
-        """Constrains every leaf of ``state`` but the env state to be replicated on all devices (no-op on one
-        device): with several processes (:mod:`vlmrm_jax.rl.distributed`) each one then holds the whole parameters,
+        """Constrains every leaf of ``state`` but the env state and the action noise (both split over envs) to be
+        replicated on all devices (no-op on one device): with several processes (:mod:`vlmrm_jax.rl.distributed`) each one then holds the whole parameters,
         step count and rng, and reads them (``int``, ``float``, checkpoints) without a cross-host gather."""
         if self.mesh is None:
             return state
-        return self._replicate(state.replace(env_state=None)).replace(env_state=state.env_state)
+        return self._replicate(state.replace(env_state=None, action_noise=None)).replace(
+            env_state=state.env_state, action_noise=state.action_noise)
 
     def _replicate(self, tree: Any) -> Any:
         """Constrains every leaf of ``tree`` to be replicated over the mesh (no-op on one device)."""
@@ -214,25 +232,49 @@ class PPO:
         return state.normalizer_params, state.params.policy, state.params.value
 
     def _rollout(self, state: TrainState, key: jax.Array):
-        """Collects ``unrolls_per_iteration`` unrolls; returns the new env state and Transitions [N*B, T, ...]."""
-        policy = self.make_policy(self.policy_params(state))
-
+        """Collects ``unrolls_per_iteration`` unrolls; returns the new env state, the last steps' exploration noise
+        and Transitions [N*B, T, ...]."""
         fields = ("truncation",) + ((STEP_METRICS,) if STEP_METRICS in state.env_state.info else ())
+        rho = self.config.action_noise_correlation
+        if rho:
+            distribution = self.networks.parametric_action_distribution
 
-        def unroll(env_state, key):
-            return acting.generate_unroll(self.env, env_state, policy, key, self.config.unroll_length,
-                                          extra_fields=fields)
+            def actor_step(carry, key):  # brax's acting.actor_step, with the noise eps carried between steps
+                env_state, noise = carry
+                noise = rho * noise + np.sqrt(1 - rho ** 2) * jax.random.normal(key, noise.shape)
+                logits = self.networks.policy_network.apply(state.normalizer_params, state.params.policy,
+                                                            env_state.obs)
+                gaussian = distribution.create_dist(logits)
+                raw_action = gaussian.loc + gaussian.scale * noise
+                next_state = self.env.step(env_state, distribution.postprocess(raw_action))
+                policy_extras = {"log_prob": distribution.log_prob(logits, raw_action), "raw_action": raw_action,
+                                 "distribution_params": logits}
+                return (next_state, noise), types.Transition(
+                    observation=env_state.obs, action=raw_action, reward=next_state.reward,
+                    discount=1 - next_state.done, next_observation=next_state.obs,
+                    extras={"policy_extras": policy_extras,
+                            "state_extras": {x: next_state.info[x] for x in fields}})
+
+            def unroll(carry, key):
+                return jax.lax.scan(actor_step, carry, jax.random.split(key, self.config.unroll_length))
+        else:
+            policy = self.make_policy(self.policy_params(state))
+
+            def unroll(carry, key):
+                env_state, data = acting.generate_unroll(self.env, carry[0], policy, key, self.config.unroll_length,
+                                                         extra_fields=fields)
+                return (env_state, carry[1]), data
 
         keys = jax.random.split(key, self.config.unrolls_per_iteration)
-        env_state, data = jax.lax.scan(unroll, state.env_state, keys)  # leaves [N, T, B, ...]
-        env_state = self._shard_batch(env_state)
+        (env_state, noise), data = jax.lax.scan(unroll, (state.env_state, state.action_noise), keys)  # [N, T, B, ...]
+        env_state, noise = self._shard_batch((env_state, noise))
         data = jax.tree.map(lambda x: jnp.swapaxes(x, 1, 2).reshape((-1,) + x.shape[1:2] + x.shape[3:]), data)
-        return env_state, data
+        return env_state, noise, data
 
     def _iteration(self, state: TrainState) -> Tuple[TrainState, Metrics]:
         config = self.config
         key_rollout, key_sgd, rng = jax.random.split(state.rng, 3)
-        env_state, data = self._rollout(state, key_rollout)
+        env_state, action_noise, data = self._rollout(state, key_rollout)
         normalizer_params = running_statistics.update(state.normalizer_params, data.observation)
 
         def minibatch_step(carry, minibatch):
@@ -260,7 +302,7 @@ class PPO:
         metrics.update({f"env/{k}": jnp.mean(v.astype(jnp.float32)) for k, v in step_metrics.items()})
         new_state = TrainState(params=params, optimizer_state=optimizer_state, normalizer_params=normalizer_params,
                                env_state=env_state, env_steps=state.env_steps + config.env_steps_per_iteration,
-                               rng=rng)
+                               rng=rng, action_noise=action_noise)
         return self._replicate_all_but_env(new_state), self._replicate(metrics)
 
 
