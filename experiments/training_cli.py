@@ -37,7 +37,9 @@ PPO_FLAGS = (("unroll-length", int, "env steps per unroll T (the GAE horizon)"),
              ("discounting", float, "discount gamma"),
              ("gae-lambda", float, "GAE lambda"),
              ("clipping-epsilon", float, "PPO ratio clip"),
-             ("reward-scaling", float, "multiplier of the rewards in the loss"))
+             ("reward-scaling", float, "multiplier of the rewards in the loss"),
+             ("action-noise-correlation", float, "correlation rho in [0, 1) of the exploration noise between "
+                                                 "successive env steps (0: i.i.d.)"))
 #: The PPO flags that also set SAC's field of the same name with ``--learner sac`` (unroll-length: actor steps per
 #: iteration there); the others are PPO's alone and refused with SAC.
 SAC_SHARED_FLAGS = ("unroll-length", "learning-rate", "discounting", "reward-scaling")

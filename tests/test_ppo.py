@@ -65,7 +65,7 @@ def _rollout_noise(ppo, state):
     gaussian = distribution.create_dist(extras["distribution_params"])
     eps = (np.asarray(extras["raw_action"], np.float64) - gaussian.loc) / gaussian.scale
     np.testing.assert_allclose(extras["log_prob"], distribution.log_prob(extras["distribution_params"],
-                                                                         extras["raw_action"]), rtol=1e-5)
+                                                                         extras["raw_action"]), rtol=1e-5, atol=1e-6)
     return np.asarray(eps), np.asarray(noise)
 
 
