@@ -5,8 +5,9 @@
 A MountainCar frame depends on the car position only, so the CLIP reward of a run is a function of the position:
 the swept landscape (``experiments.reward_landscape``'s CSV, default the shipped model's textured one in docs/).
 This trains the MountainCar CPU preset's PPO (experiments/mountain_car.py: 32 envs, 307,200 env steps, fresh
-resets, 200-step episodes) on that function read by linear interpolation (no rendering, about a minute per shape on a
-2-core CPU), and on edits of it, to separate "the reward has the wrong shape" from "the CLIP pipeline or its noise":
+resets, 200-step episodes, exploration noise correlated 0.98 between steps) on that function read by linear
+interpolation (no rendering, about a minute per shape on a 2-core CPU), and on edits of it, to separate "the reward
+has the wrong shape" from "the CLIP pipeline or its noise":
 
 * ``landscape``: the swept CLIP reward as it is;
 * ``smoothed``: a moving average over 0.1 world units (the flag's step kept);
@@ -20,7 +21,8 @@ resets, 200-step episodes) on that function read by linear interpolation (no ren
 Success is the true criterion (the car reached the flag, position >= 0.45, during the episode) over ``--eval-envs``
 greedy 200-step episodes after training, and the fraction of training episodes that reached it in the last tenth of
 training; where the greedy policy keeps the car is the mean position over the second half of those episodes.
-``--entropy-cost`` and ``--discounting`` replace the preset's PPO values (more exploration, a longer horizon).
+``--entropy-cost``, ``--discounting`` and ``--action-noise-correlation`` replace the preset's PPO values (more
+exploration, a longer horizon; 0 for brax's i.i.d. noise).
 ``--learner sac`` trains the VLM-RM authors' MountainCar SAC instead (experiments/mountain_car.py's ``AUTHORS_SAC``,
 32 envs; ``--discounting`` replaces its gamma): the paper's learner, which it ran for 3M env steps.
 Writes ``shapes.json`` (per shape: the reward table and the success figures) and ``shapes.png``.
