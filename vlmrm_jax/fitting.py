@@ -98,7 +98,7 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
     return np.random.default_rng([seed, step]).choice(num_examples, size=batch_size, replace=batch_size > num_examples)
 
 
-def read_metrics(path: Path, up_to_step: int) -> list[dict]:
+def _metrics_up_to(path: Path, up_to_step: int) -> list[dict]:
     """The records of a metrics file up to ``up_to_step`` (a line cut by a kill is skipped)."""
     records = []
     if path.exists():
@@ -155,7 +155,7 @@ def fit_loop(state: TrainState, train_step: Callable, batch: Callable[[int], tup
         log(f"resumed from step {int(state.step)} in {out / CHECKPOINT_DIR}")
     start = int(state.step)
     metrics_path = out / METRICS_FILE
-    records = read_metrics(metrics_path, start) if resume else []
+    records = _metrics_up_to(metrics_path, start) if resume else []
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
     def append(record: dict) -> None:
