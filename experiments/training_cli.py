@@ -256,7 +256,8 @@ def make_config(task: Task, args: argparse.Namespace, log: Callable[[str], None]
     preset_name = _preset_name(args)
     config = RunConfig(env=task.env, model="", **config_fields(task, args))
     check_run_dir(args.out, resume=False)
-    model, why = choose_model(args.model, env=task.env, prefer_hub=preset_name != "cpu")
+    model, why = choose_model(args.model, env=task.env, env_options=config.env_options,
+                              prefer_hub=preset_name != "cpu")
     config = dataclasses.replace(config, model=model)
     log(f"model: {model} ({why})")
     from vlmrm_jax.models.vocabulary import warn_unknown_prompts

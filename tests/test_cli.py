@@ -128,6 +128,24 @@ def test_cpu_preset_picks_the_shipped_model_without_the_hub(monkeypatch):
         "openai/clip-vit-base-patch32"
 
 
+def test_offline_model_is_the_one_trained_on_the_runs_view():
+    import inspect
+
+    from vlmrm_jax import pipeline
+    from vlmrm_jax.envs.humanoid import Humanoid
+
+    # a run that leaves an option out takes the env's default, which the first view must be
+    defaults = {k: p.default for k, p in inspect.signature(Humanoid).parameters.items() if k in ("look", "camera")}
+    assert pipeline.OFFLINE_MODEL_VIEWS["humanoid"][0][0] == defaults == {"look": "brax", "camera": "tracking"}
+    assert pipeline.offline_model("humanoid") == pipeline.offline_model("humanoid", {"look": "brax"}) == \
+        "humanoid-clip-tiny"
+    assert pipeline.offline_model("humanoid", {"look": "paper", "camera": "paper"}) == "humanoid-clip-tiny-paper"
+    assert pipeline.offline_model("humanoid", {"look": "paper"}) is None  # paper look through the tracking camera
+    assert pipeline.offline_model("humanoid", {"look": "brax", "camera": "oblique"}) is None
+    assert pipeline.offline_model("mountain_car", {"look": "flat"}) == "mountain-car-clip-tiny"  # both looks
+    assert pipeline.offline_model("nowhere") is None
+
+
 def test_sac_takes_the_presets_sac_fields_under_its_flags():
     """A preset's ``sac`` fields reach ``RunConfig.sac`` with ``--learner sac``; a SAC flag overrides them; PPO runs
     ignore them."""

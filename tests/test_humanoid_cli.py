@@ -30,15 +30,15 @@ def test_help_lists_the_flags_with_their_defaults(capsys):
         humanoid.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert exit_.value.code == 0
-    assert "--look LOOK" in text and "(default: brax)" in text
-    assert "--camera CAMERA" in text and "(default: tracking)" in text
-    assert "humanoid-clip-tiny was trained on brax + tracking frames" in text
+    assert "--look LOOK" in text and "(default: paper)" in text
+    assert "--camera CAMERA" in text and text.count("(default: paper)") == 2
+    assert "humanoid-clip-tiny-paper for paper + paper, humanoid-clip-tiny for brax + tracking" in text
 
 
 @pytest.mark.parametrize("flags, options", [
-    ([], {"look": "brax", "camera": "tracking"}),
-    (["--look", "paper"], {"look": "paper", "camera": "tracking"}),
-    (["--look", "paper", "--camera", "paper"], {"look": "paper", "camera": "paper"}),
+    ([], {"look": "paper", "camera": "paper"}),
+    (["--camera", "tracking"], {"look": "paper", "camera": "tracking"}),
+    (["--look", "brax", "--camera", "tracking"], {"look": "brax", "camera": "tracking"}),
 ])
 def test_flags_reach_the_saved_run_config(flags, options, tmp_path, tiny_clip_dir):
     out, config = make_run(tmp_path, tiny_clip_dir, *flags)
@@ -58,7 +58,7 @@ def test_bad_value_is_one_error_line_and_touches_nothing(argv, needle, capsys, t
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("flag, value, stored", [("--camera", "paper", "tracking"), ("--look", "paper", "brax")])
+@pytest.mark.parametrize("flag, value, stored", [("--camera", "tracking", "paper"), ("--look", "brax", "paper")])
 def test_resume_refuses_a_changed_look_or_camera(flag, value, stored, capsys, tmp_path, tiny_clip_dir):
     out, _ = make_run(tmp_path, tiny_clip_dir)
     before = (out / "config.json").read_text()
@@ -70,8 +70,28 @@ def test_resume_refuses_a_changed_look_or_camera(flag, value, stored, capsys, tm
 
 
 def test_resume_keeps_the_stored_options_and_takes_matching_flags(tmp_path, tiny_clip_dir):
-    out, config = make_run(tmp_path, tiny_clip_dir, "--camera", "paper")
-    for flags in ([], ["--camera", "paper"], ["--look", "brax"]):
+    out, config = make_run(tmp_path, tiny_clip_dir, "--camera", "tracking")
+    for flags in ([], ["--camera", "tracking"], ["--look", "paper"]):
         args = training_cli.parse_args(humanoid.TASK, ["--resume", *flags, "--out", str(out)])
         resumed = training_cli.resume_config(humanoid.TASK, args, log=lambda _: None)
-        assert resumed.env_options == {"look": "brax", "camera": "paper"}, flags
+        assert resumed.env_options == {"look": "paper", "camera": "tracking"}, flags
+
+
+@pytest.mark.parametrize("flags, model", [
+    ([], "humanoid-clip-tiny-paper"),
+    (["--look", "brax", "--camera", "tracking"], "humanoid-clip-tiny"),
+])
+def test_cpu_preset_picks_the_clip_trained_on_the_runs_look_and_camera(flags, model, tmp_path):
+    args = training_cli.parse_args(humanoid.TASK, [*flags, "--preset", "cpu", "--out", str(tmp_path / "run")])
+    logged = []
+    config = training_cli.make_config(humanoid.TASK, args, log=logged.append)
+    assert config.model == model
+    assert any(line.startswith(f"model: {model} (the shipped in-domain model for humanoid") for line in logged), logged
+
+
+def test_cpu_preset_without_a_clip_for_the_runs_camera_says_to_pass_model(capsys, tmp_path):
+    code, err = run_cli(["--camera", "oblique", "--preset", "cpu", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and len(err) == 1, err
+    assert "no shipped model was trained on humanoid frames with camera oblique, look paper" in err[0]
+    assert "humanoid-clip-tiny (look brax, camera tracking)" in err[0] and "pass --model PATH" in err[0]
+    assert not (tmp_path / "run").exists()

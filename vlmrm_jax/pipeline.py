@@ -375,7 +375,7 @@ def train_run(config: RunConfig | None, out: str | Path, *, resume: bool = False
     if distributed.is_main_process():
         config.save(out)
     size = config.image_size or pipeline.clip.image_size
-    shipped = config.model == DEFAULT_OFFLINE_MODEL.get(config.env) and size <= 64
+    shipped = config.model == offline_model(config.env, config.env_options) and size <= 64
     slow_hint = ("lower --total-steps or --num-envs" if shipped else
                  f"it renders {size} px frames for {config.model}, while the preset's time holds for the shipped "
                  f"in-domain model at 64 px (drop --model and --image-size), or lower --total-steps")
@@ -529,51 +529,87 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None, seed: int 
                              states_path=states_path, log=log)
 
 
-#: The shipped offline model each env falls back to when no hub CLIP is available (see the README).
-DEFAULT_OFFLINE_MODEL = {"humanoid": "humanoid-clip-tiny", "cartpole": "cartpole-clip-tiny",
-                         "mountain_car": "mountain-car-clip-tiny", "stacking": "stacking-clip-tiny"}
+#: The shipped offline models each env falls back to when no hub CLIP is available (see the README), with the env
+#: options their training frames were rendered with: a CLIP judges frames best from the look and camera it was
+#: trained on (docs/humanoid_setup.md). An option a view leaves out matches any value (mountain-car-clip-tiny was
+#: trained on both looks); an option a run leaves out takes the env's default, which the first view of each env is.
+OFFLINE_MODEL_VIEWS: dict[str, tuple[tuple[dict[str, str], str], ...]] = {
+    "humanoid": (({"look": "brax", "camera": "tracking"}, "humanoid-clip-tiny"),
+                 ({"look": "paper", "camera": "paper"}, "humanoid-clip-tiny-paper")),
+    "cartpole": (({}, "cartpole-clip-tiny"),),
+    "mountain_car": (({}, "mountain-car-clip-tiny"),),
+    "stacking": (({}, "stacking-clip-tiny"),),
+}
 
 
-def choose_model(requested: str | None, env: str, *, prefer_hub: bool = True) -> tuple[str, str]:
+def offline_model(env: str, env_options: dict[str, Any] | None = None) -> str | None:
+    """The shipped offline model trained on frames of ``env`` rendered with ``env_options`` (``RunConfig.env_options``,
+    e.g. ``{"look": "paper", "camera": "paper"}``), or None when no shipped model was (e.g. the humanoid's oblique
+    camera) or ``env`` has none. See :data:`OFFLINE_MODEL_VIEWS`."""
+    options = env_options or {}
+    views = OFFLINE_MODEL_VIEWS.get(env, ())
+    for index, (view, name) in enumerate(views):
+        if all(options.get(key, value if index == 0 else views[0][0].get(key)) == value for key, value in view.items()):
+            return name
+    return None
+
+
+def _views_text(env: str) -> str:
+    """'humanoid-clip-tiny (look brax, camera tracking), ...': the shipped models of ``env`` and their frames."""
+    return ", ".join(name + (" (" + ", ".join(f"{k} {v}" for k, v in view.items()) + ")" if view else "")
+                     for view, name in OFFLINE_MODEL_VIEWS.get(env, ()))
+
+
+def choose_model(requested: str | None, env: str, *, env_options: dict[str, Any] | None = None,
+                 prefer_hub: bool = True) -> tuple[str, str]:
     """Picks the CLIP for a run and says why.
 
     With ``requested`` (``--model``): returned as given (:meth:`CLIP.load` validates it and resolves shipped
     names). Without, and with ``prefer_hub`` (the accelerator preset, the landscape tool): ``openai/clip-vit-base-
     patch32`` if it is in the local Hugging Face cache or the hub answers (skipped when ``HF_HUB_OFFLINE=1``), else
-    the env's shipped offline model. Without ``prefer_hub`` (the CPU preset: a ViT-B/32 at 224 px runs ~12 env
-    steps/s on a 2-core CPU, hours instead of minutes): the env's shipped offline model (64 px input).
+    the shipped offline model trained on the env's frames with ``env_options`` (:func:`offline_model`). Without
+    ``prefer_hub`` (the CPU preset: a ViT-B/32 at 224 px runs ~12 env steps/s on a 2-core CPU, hours instead of
+    minutes): that shipped model (64 px input).
 
     Returns:
         (hub id, directory or shipped name; a one-line reason).
 
     Raises:
-        ModelNotFoundError: when nothing is available; the message says what to do.
+        ModelNotFoundError: when nothing is available, e.g. no shipped model was trained on frames with these
+            ``env_options`` (the humanoid's oblique camera); the message says what to do.
     """
     from huggingface_hub import HfApi, try_to_load_from_cache
 
     from vlmrm_jax.models import DEFAULT_CLIP
-    from vlmrm_jax.models.registry import OFFLINE_MODELS, resolve_model
+    from vlmrm_jax.models.registry import resolve_model
 
     if requested:
         return requested, "given by --model"
-    offline = DEFAULT_OFFLINE_MODEL.get(env)
-    if not prefer_hub and offline in OFFLINE_MODELS:
+    offline = offline_model(env, env_options)
+    view = ", ".join(f"{k} {v}" for k, v in sorted((env_options or {}).items()))
+    if not prefer_hub and offline is not None:
         resolve_model(offline)  # raises ModelNotFoundError with the fix when the shipped files are missing
-        return offline, (f"the shipped in-domain model for {env}, sized for a CPU; pass --model "
-                         f"{DEFAULT_CLIP} for a hub CLIP (224 px: hours on a CPU)")
-    if isinstance(try_to_load_from_cache(DEFAULT_CLIP, "config.json"), str):
-        return DEFAULT_CLIP, "found in the local Hugging Face cache"
-    if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False"):
-        try:
-            HfApi().model_info(DEFAULT_CLIP, timeout=5)
-            return DEFAULT_CLIP, "reachable on the Hugging Face hub"
-        except Exception:  # no network, DNS failure, hub error: fall back to the shipped model
-            pass
-    if offline is None or offline not in OFFLINE_MODELS:
-        raise ModelNotFoundError(
-            f"no CLIP available for env {env!r}: {DEFAULT_CLIP} is neither in the local Hugging Face cache nor "
-            f"reachable, and no offline model is shipped for this env; pass --model PATH to a local CLIP directory "
-            f"(or copy a Hugging Face cache holding {DEFAULT_CLIP} here and set HF_HUB_OFFLINE=1)")
+        return offline, (f"the shipped in-domain model for {env}{' frames with ' + view if view else ''}, sized for "
+                         f"a CPU; pass --model {DEFAULT_CLIP} for a hub CLIP (224 px: hours on a CPU)")
+    if prefer_hub:
+        if isinstance(try_to_load_from_cache(DEFAULT_CLIP, "config.json"), str):
+            return DEFAULT_CLIP, "found in the local Hugging Face cache"
+        if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False"):
+            try:
+                HfApi().model_info(DEFAULT_CLIP, timeout=5)
+                return DEFAULT_CLIP, "reachable on the Hugging Face hub"
+            except Exception:  # no network, DNS failure, hub error: fall back to the shipped model
+                pass
+    if offline is None:
+        shipped = _views_text(env)
+        fix = (f"no shipped model was trained on {env} frames with {view} (shipped: {shipped}); pass --model PATH to "
+               f"a CLIP trained on such frames (docs/offline_models.md) or use a shipped model's options"
+               if shipped else f"no offline model is shipped for env {env!r}; pass --model PATH to a local CLIP "
+               f"directory")
+        if prefer_hub:
+            fix = (f"{DEFAULT_CLIP} is neither in the local Hugging Face cache nor reachable, and {fix} (or copy a "
+                   f"Hugging Face cache holding {DEFAULT_CLIP} here and set HF_HUB_OFFLINE=1)")
+        raise ModelNotFoundError(f"no CLIP available for env {env!r}: {fix}")
     resolve_model(offline)  # raises ModelNotFoundError with the fix when the shipped files are missing
     return offline, (f"{DEFAULT_CLIP} is not in the local Hugging Face cache and the hub is unreachable; "
                      f"using the shipped offline model {offline!r}")

@@ -19,8 +19,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: ``docs/offline_models.md``): it knows only its own captions (``captions.json``). ``stacking-clip-tiny`` is also a
 #: calibrated subgoal detector (``detector.json``, read by :meth:`vlmrm_jax.models.detection.SubgoalDetector.load`).
 OFFLINE_MODELS: dict[str, Path] = {name: WEIGHTS_DIR / name for name in
-                                   ("humanoid-clip-tiny", "cartpole-clip-tiny", "mountain-car-clip-tiny",
-                                    "stacking-clip-tiny")}
+                                   ("humanoid-clip-tiny", "humanoid-clip-tiny-paper", "cartpole-clip-tiny",
+                                    "mountain-car-clip-tiny", "stacking-clip-tiny")}
 
 #: Files a shipped model directory must hold.
 REQUIRED_FILES = ("config.json", "flax_model.msgpack")
