@@ -3,8 +3,9 @@
     python -m experiments.humanoid --prompt "a humanoid robot kneeling"
 
 Physics (MJX), ray-cast rendering, CLIP preprocessing and embedding, the goal-baseline reward and the PPO update run
-inside one jitted program on JAX's default device. ``--look paper --camera paper`` selects the authors' scene and
-camera (docs/humanoid_setup.md). Writes config.json, metrics.jsonl, checkpoints/, reward_curve.png, policy/,
+inside one jitted program on JAX's default device. Frames show the authors' scene through their camera by default
+(``--look paper --camera paper``; ``--look brax --camera tracking`` is brax's look through a camera that tracks the
+torso; docs/humanoid_setup.md). Writes config.json, metrics.jsonl, checkpoints/, reward_curve.png, policy/,
 rollout.mp4 and eval.json into --out. A killed run continues with --resume.
 """
 
@@ -37,21 +38,22 @@ PRESETS = {
                                                          num_minibatches=8, num_updates_per_batch=4)),
 }
 
-#: Why the defaults are brax's look and the tracking camera, for --help.
-_IN_DOMAIN = ("the shipped humanoid-clip-tiny was trained on brax + tracking frames; 'paper' needs a CLIP trained "
-              "on such frames (or a hub CLIP)")
+#: Which shipped CLIP the cpu preset picks for which look and camera, for --help.
+_IN_DOMAIN = ("without --model the cpu preset picks the shipped CLIP trained on the same look and camera: "
+              "humanoid-clip-tiny-paper for paper + paper, humanoid-clip-tiny for brax + tracking; other pairs need "
+              "--model")
 
 
 def add_env_arguments(group: argparse._ArgumentGroup) -> None:
     """Adds ``--look brax|paper`` and ``--camera tracking|paper|oblique`` (docs/humanoid_setup.md)."""
-    group.add_argument("--look", default="brax",
+    group.add_argument("--look", default="paper",
                        help="scene look: 'brax' (brax's MJCF) or 'paper' (VLM-RM's sky box, tiled floor, textured "
                             f"body); {_IN_DOMAIN} (default: %(default)s)")
-    group.add_argument("--camera", default="tracking",
+    group.add_argument("--camera", default="paper",
                        help="camera: 'tracking' (follows the torso), 'paper' (the authors' camera as their code "
                             "rendered it: fixed, looking at (0, 0, 1) m) or 'oblique' (follows the torso from closer, "
-                            "at 45 deg to the front); the others need a CLIP trained on their frames, as --look "
-                            "(default: %(default)s)")
+                            "at 45 deg to the front); a CLIP judges frames best from the look and camera it "
+                            "was trained on, see --look (default: %(default)s)")
 
 
 def env_options(args: argparse.Namespace) -> dict:

@@ -5,8 +5,9 @@ no "unhealthy" termination (the paper removes it so that poses such as kneeling 
 reward (the only reward is the VLM reward added by :class:`vlmrm_jax.envs.wrappers.VLMRewardWrapper`), and the
 scene of brax's MJCF (checker floor, gradient sky) or VLM-RM's textured scene (``look="paper"``,
 :mod:`~vlmrm_jax.envs.humanoid.look`), seen through a torso-tracking camera or the authors' fixed one
-(``camera="paper"``, :mod:`~vlmrm_jax.envs.humanoid.camera`). The defaults (brax look, tracking camera) are what the
-shipped ``humanoid-clip-tiny`` was trained on; see docs/humanoid_setup.md.
+(``camera="paper"``, :mod:`~vlmrm_jax.envs.humanoid.camera`). This class's defaults (brax look, tracking camera) are
+what the shipped ``humanoid-clip-tiny`` was trained on; the main job (``python -m experiments.humanoid``) defaults to
+the authors' look and camera, with ``humanoid-clip-tiny-paper`` trained on them; see docs/humanoid_setup.md.
 
 One change to brax's model: every body geom collides with the floor. brax's humanoid.xml lets only the feet touch
 the floor (it was tuned for running), so a humanoid that kneels, sits or falls sinks through it head first; VLM-RM's
