@@ -20,13 +20,13 @@ from vlmrm_jax.envs.humanoid.camera import CAMERAS
 from vlmrm_jax.envs.humanoid.look import LOOKS
 from vlmrm_jax.errors import VlmrmError
 
-#: Sizes per device kind. "cpu" finishes in about 10 minutes on an idle 2-core machine with the shipped small CLIP at
-#: 64 px (which the cpu preset picks unless --model is given; a run warns when its measured ETA is far beyond that):
-#: 64 envs and 409,600 env steps at ~880 env steps/s, ~540 beside another job (2026-12-04; until then 16 envs and
-#: 40,960 steps in 15 minutes, before the renderer was fast). At it "a humanoid robot standing up" is learned in 2 of 4
-#: seeds (16/16 evaluation episodes each; the others 0/16, bent forward, and 1/16), kneeling and arms raised are not
-#: (0/16; docs/humanoid_setup.md). "accelerator" is paper-like (VLM-RM trained 10M steps with 32 envs; PPO here uses
-#: many more parallel envs).
+#: Sizes per device kind. "cpu" finishes in about 7 minutes (10 in brax's look: its ``minutes``) on an idle 2-core
+#: machine with the shipped small CLIP at 64 px (which the cpu preset picks unless --model is given; a run warns
+#: when its measured ETA is far beyond that): 64 envs and 409,600 env steps at ~1,350 env steps/s in the authors'
+#: scene, ~880 in brax's look (2026-12-04; until then 16 envs and 40,960 steps in 15 minutes, before the renderer
+#: was fast). At it, in the authors' look and camera, "a humanoid robot standing up" succeeds in 27 of 64 evaluation
+#: episodes over 4 seeds (16/16 in one) and kneeling in 1 of 48 over 3 (docs/humanoid_setup.md). "accelerator" is
+#: paper-like (VLM-RM trained 10M steps with 32 envs; PPO here uses many more parallel envs).
 #: Learner: PPO. At the earlier cpu preset's 40,960 env steps (kneeling, one seed each, docs/humanoid_setup.md) neither
 #: PPO nor SAC (--learner sac) succeeded (0 of 16 evaluation episodes); PPO raised the CLIP reward it optimises (0.13 ->
 #: 0.18 over training, eval 0.17) while SAC's stayed flat (0.13, eval 0.12), though SAC knelt on more steps (5.8% of
