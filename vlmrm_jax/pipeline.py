@@ -546,10 +546,10 @@ def offline_model(env: str, env_options: dict[str, Any] | None = None) -> str | 
     """The shipped offline model trained on frames of ``env`` rendered with ``env_options`` (``RunConfig.env_options``,
     e.g. ``{"look": "paper", "camera": "paper"}``), or None when no shipped model was (e.g. the humanoid's oblique
     camera) or ``env`` has none. See :data:`OFFLINE_MODEL_VIEWS`."""
-    options = env_options or {}
     views = OFFLINE_MODEL_VIEWS.get(env, ())
-    for index, (view, name) in enumerate(views):
-        if all(options.get(key, value if index == 0 else views[0][0].get(key)) == value for key, value in view.items()):
+    options = {**(views[0][0] if views else {}), **(env_options or {})}  # the first view holds the env's defaults
+    for view, name in views:
+        if all(options.get(key) == value for key, value in view.items()):
             return name
     return None
 
