@@ -9,7 +9,8 @@ uint8 image shards); the per-concept positive counts are printed at the end. The
 
 With --policy-states FILE (humanoid; written by `python -m experiments.evaluate --run DIR --save-states FILE`) a
 --policy-fraction of the frames are states a trained policy visited, labelled by the same ground-truth predicates:
-retraining the reward model on them teaches it the poses its policy reaches (docs/humanoid_setup.md).
+retraining the reward model on them teaches it the poses its policy reaches (docs/humanoid_setup.md). Several files
+(--policy-states A.npz B.npz, e.g. the states of successive retraining rounds) are pooled.
 
 With --concepts KEY,... the frames are the same but labelled with only those concepts and the baseline
 (vlmrm_jax.datasets.ConceptSubset): e.g. ``--env mountain_car --concepts at_flag``, the goal against every other
@@ -36,8 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-shadows", action="store_true", help="humanoid, stacking: render without shadows")
     p.add_argument("--look", default=None, help="humanoid: scene look, brax or paper (default brax)")
     p.add_argument("--camera", default=None, help="humanoid: camera, tracking, paper or oblique (default tracking)")
-    p.add_argument("--policy-states", metavar="FILE", default=None,
-                   help="humanoid: .npz of a policy's states (experiments.evaluate --save-states) to draw frames from")
+    p.add_argument("--policy-states", metavar="FILE", nargs="+", default=None,
+                   help="humanoid: .npz file(s) of a policy's states (experiments.evaluate --save-states) to draw "
+                        "frames from; several files (e.g. of several retraining rounds) are pooled")
     p.add_argument("--policy-fraction", type=float, default=None,
                    help="humanoid: fraction of the frames drawn from --policy-states (default 0.25 with it)")
     p.add_argument("--concepts", metavar="KEY[,KEY...]", default=None,
@@ -50,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def source_options(env: str, image_size: int, shadows: bool, look: str | None = None,
-                   camera: str | None = None, policy_states: str | None = None,
+                   camera: str | None = None, policy_states: str | list[str] | None = None,
                    policy_fraction: float | None = None) -> dict:
     """Keyword options of ``make_source(env, ...)`` from the shared flags (``policy_fraction`` defaults to 0.25
     when ``policy_states`` is given).
@@ -73,7 +75,7 @@ def source_options(env: str, image_size: int, shadows: bool, look: str | None = 
 
 def generate(env: str, num_frames: int, seed: int, out: str, *, image_size: int = 64, shadows: bool = True,
              chunk_size: int = 256, overwrite: bool = False, look: str | None = None, camera: str | None = None,
-             policy_states: str | None = None, policy_fraction: float | None = None,
+             policy_states: str | list[str] | None = None, policy_fraction: float | None = None,
              concepts: tuple[str, ...] | None = None, log=print):
     """Generates and writes one dataset with a progress bar; returns the loaded :class:`CaptionedFrames`.
 

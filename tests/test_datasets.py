@@ -135,7 +135,7 @@ def test_unknown_environment():
 
 
 def test_humanoid_source_takes_a_look_and_camera_and_other_envs_refuse_them():
-    from experiments.make_vlm_dataset import source_options
+    from experiments.make_vlm_dataset import parse_args, source_options
 
     source = make_source("humanoid", **source_options("humanoid", 32, True, look="paper", camera="oblique"))
     assert (source.config["look"], source.config["camera"]) == ("paper", "oblique")
@@ -148,6 +148,8 @@ def test_humanoid_source_takes_a_look_and_camera_and_other_envs_refuse_them():
     with pytest.raises(VlmrmError, match=r"--policy-fraction 0.5 needs --policy-states"):
         source_options("humanoid", 32, True, policy_fraction=0.5)
     assert source_options("humanoid", 32, True, policy_states="s.npz")["policy_fraction"] == 0.25
+    args = parse_args(["--env", "humanoid", "--out", "d", "--policy-states", "a.npz", "b.npz"])
+    assert args.policy_states == ["a.npz", "b.npz"]
 
 
 def test_humanoid_policy_mode_draws_the_saved_states(tmp_path):
@@ -174,6 +176,24 @@ def test_humanoid_policy_mode_draws_the_saved_states(tmp_path):
     assert np.abs(state_qvel[policy]).min() > 0 and not state_qvel[~policy].any()
     with pytest.raises(VlmrmError, match="give both"):
         make_source("humanoid", policy_states=str(path))
+    # Several files (successive retraining rounds) are pooled: each file's states are drawn.
+    path2 = tmp_path / "states2.npz"
+    np.savez(path2, qpos=rng.normal(size=(2, 4, 24)), qvel=rng.normal(size=(2, 4, 23)))
+    pooled = make_source("humanoid", image_size=32, mode_weights=(1.0, 1.0, 1.0, 0.0),
+                         policy_states=[path, str(path2)], policy_fraction=0.9)
+    assert pooled.config["policy_states"] == [str(path), str(path2)] and len(pooled._policy_qpos) == 15 + 8
+    pooled_qpos, _, pooled_modes = pooled.sample_states(200, seed=1)
+    pooled_qpos = pooled_qpos[pooled_modes == pooled.modes.index("policy")]
+    with np.load(path2) as f:
+        second = {tuple(np.float32(q)) for q in f["qpos"].reshape(-1, 24)}
+    drawn = [tuple(np.float32(q)) for q in pooled_qpos]
+    assert any(q in saved for q in drawn) and any(q in second for q in drawn)
+    assert all(q in saved or q in second for q in drawn)
+    with pytest.raises(VlmrmError, match=r"policy_states=\[\] names no file"):
+        make_source("humanoid", policy_states=[], policy_fraction=0.1)
+    with pytest.raises(VlmrmError, match=r"short.npz.*qpos \(4, 20\)"):
+        np.savez(tmp_path / "short.npz", qpos=np.zeros((4, 20)), qvel=np.zeros((4, 23)))
+        make_source("humanoid", policy_states=[path, tmp_path / "short.npz"], policy_fraction=0.1)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(VlmrmError, match="not a readable .npz.*--save-states"):
         make_source("humanoid", policy_states=str(tmp_path / "bad.npz"), policy_fraction=0.1)

@@ -9,7 +9,8 @@ States come from five sampling modes (:data:`HumanoidSource.modes`):
 - ``random``: every hinge uniform within its range, the root near upright or uniformly oriented;
 - ``rollout``: the state after a random number of steps of random actions from :meth:`Humanoid.reset`;
 - ``policy`` (off unless ``policy_states`` is given): a state a trained policy visited, drawn uniformly from the
-  file ``python -m experiments.evaluate --save-states`` writes. Labelled by the same predicates, these frames teach
+  file(s) ``python -m experiments.evaluate --save-states`` writes (several files, e.g. of several retraining rounds,
+  are pooled). Labelled by the same predicates, these frames teach
   the reward model the poses its own policy reaches, which a reward model trained on the other modes alone may rate
   highly without their being the goal (reward-model retraining on policy samples, as in Christiano et al. 2017).
 
@@ -24,7 +25,8 @@ section 4.4).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import jax
@@ -112,7 +114,8 @@ class HumanoidSource:
         settle_steps: control steps (0.015 s each, zero torques) simulated before rendering.
         mode_weights: relative frequency of the modes ``reference``, ``mixed``, ``random``, ``rollout``.
         policy_states: path of a ``.npz`` with ``qpos`` [..., 24] and ``qvel`` [..., 23] (float; what
-            :func:`vlmrm_jax.pipeline.save_rollout_states` writes), the states of the ``policy`` mode.
+            :func:`vlmrm_jax.pipeline.save_rollout_states` writes), or a sequence of such paths (e.g. the states of
+            several retraining rounds), whose states are pooled: the states of the ``policy`` mode.
         policy_fraction: fraction of the frames drawn from ``policy_states`` (in [0, 1); the four other modes share
             the rest by ``mode_weights``). Needs ``policy_states``.
         max_noise_deg: largest standard deviation of the joint noise in the ``reference`` mode (degrees; half of it
@@ -126,8 +129,8 @@ class HumanoidSource:
     Raises:
         VlmrmError: on a non-positive size or step count, negative weights, or weights summing to zero, an
             unknown look or camera, a ``policy_fraction`` outside [0, 1) or without ``policy_states`` (or
-            ``policy_states`` without a positive fraction), or a ``policy_states`` file that is missing or holds
-            arrays of the wrong shapes.
+            ``policy_states`` without a positive fraction), an empty sequence of files, or a ``policy_states`` file
+            that is missing or holds arrays of the wrong shapes.
     """
 
     env = "humanoid"
@@ -139,7 +142,8 @@ class HumanoidSource:
     def __init__(self, image_size: int = 64, *, shadows: bool = True, settle_steps: int = 3,
                  mode_weights: tuple[float, float, float, float] = (0.45, 0.2, 0.15, 0.2),
                  max_noise_deg: float = 20.0, max_drop: float = 0.3, rollout_length: int = 100,
-                 look: str = "brax", camera: str = "tracking", policy_states: str | None = None,
+                 look: str = "brax", camera: str = "tracking",
+                 policy_states: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
                  policy_fraction: float = 0.0):
         from vlmrm_jax.envs.humanoid import Humanoid
 
@@ -153,6 +157,12 @@ class HumanoidSource:
         self.image_size = int(image_size)
         self.shadows = bool(shadows)
         self.settle_steps = int(settle_steps)
+        if policy_states is not None:
+            policy_states = [os.fspath(policy_states)] if isinstance(policy_states, (str, os.PathLike)) else \
+                [os.fspath(path) for path in policy_states]
+            if not policy_states:
+                raise VlmrmError("policy_states=[] names no file: pass one or more files of "
+                                 "`experiments.evaluate --save-states`, or None")
         if not 0.0 <= policy_fraction < 1.0 or (policy_fraction > 0) != (policy_states is not None):
             raise VlmrmError(f"policy_fraction={policy_fraction} with policy_states={policy_states!r}: give both (a "
                              f"fraction in (0, 1) and a file of `experiments.evaluate --save-states`) or neither")
@@ -176,19 +186,23 @@ class HumanoidSource:
         self._rollout_fn = None
 
     def _load_policy_states(self) -> tuple[np.ndarray, np.ndarray]:
-        """(qpos float64 [M, nq], qvel float64 [M, nv]) of the ``policy_states`` file."""
-        try:
-            with np.load(self.policy_states) as f:
-                qpos, qvel = np.asarray(f["qpos"], np.float64), np.asarray(f["qvel"], np.float64)
-        except (OSError, KeyError, ValueError) as e:
-            raise VlmrmError(f"policy_states={self.policy_states!r} is not a readable .npz with 'qpos' and 'qvel' "
-                             f"({e}); write it with `python -m experiments.evaluate --run DIR --save-states FILE`")
+        """(qpos float64 [M, nq], qvel float64 [M, nv]): the states of all ``policy_states`` files, in file order."""
         nq, nv = self._mj_model.nq, self._mj_model.nv
-        if qpos.shape[-1:] != (nq,) or qvel.shape[-1:] != (nv,) or qpos.shape[:-1] != qvel.shape[:-1] or \
-                qpos.size == 0:
-            raise VlmrmError(f"policy_states={self.policy_states!r} holds qpos {qpos.shape} and qvel {qvel.shape}; "
-                             f"the humanoid needs [..., {nq}] and [..., {nv}] with the same leading shape, non-empty")
-        return qpos.reshape(-1, nq), qvel.reshape(-1, nv)
+        qpos_all, qvel_all = [], []
+        for path in self.policy_states:
+            try:
+                with np.load(path) as f:
+                    qpos, qvel = np.asarray(f["qpos"], np.float64), np.asarray(f["qvel"], np.float64)
+            except (OSError, KeyError, ValueError) as e:
+                raise VlmrmError(f"policy_states file {path!r} is not a readable .npz with 'qpos' and 'qvel' ({e}); "
+                                 f"write it with `python -m experiments.evaluate --run DIR --save-states FILE`")
+            if qpos.shape[-1:] != (nq,) or qvel.shape[-1:] != (nv,) or qpos.shape[:-1] != qvel.shape[:-1] or \
+                    qpos.size == 0:
+                raise VlmrmError(f"policy_states file {path!r} holds qpos {qpos.shape} and qvel {qvel.shape}; the "
+                                 f"humanoid needs [..., {nq}] and [..., {nv}] with the same leading shape, non-empty")
+            qpos_all.append(qpos.reshape(-1, nq))
+            qvel_all.append(qvel.reshape(-1, nv))
+        return np.concatenate(qpos_all), np.concatenate(qvel_all)
 
     @property
     def config(self) -> dict:
