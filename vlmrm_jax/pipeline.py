@@ -554,9 +554,14 @@ def offline_model(env: str, env_options: dict[str, Any] | None = None) -> str | 
     return None
 
 
+def _options_text(options: dict[str, Any]) -> str:
+    """'look paper, camera paper': env options as a message shows them, in the dict's order."""
+    return ", ".join(f"{key} {value}" for key, value in options.items())
+
+
 def _views_text(env: str) -> str:
     """'humanoid-clip-tiny (look brax, camera tracking), ...': the shipped models of ``env`` and their frames."""
-    return ", ".join(name + (" (" + ", ".join(f"{k} {v}" for k, v in view.items()) + ")" if view else "")
+    return ", ".join(name + (f" ({_options_text(view)})" if view else "")
                      for view, name in OFFLINE_MODEL_VIEWS.get(env, ()))
 
 
@@ -586,7 +591,7 @@ def choose_model(requested: str | None, env: str, *, env_options: dict[str, Any]
     if requested:
         return requested, "given by --model"
     offline = offline_model(env, env_options)
-    view = ", ".join(f"{k} {v}" for k, v in sorted((env_options or {}).items()))
+    view = _options_text(dict(sorted((env_options or {}).items())))
     if not prefer_hub and offline is not None:
         resolve_model(offline)  # raises ModelNotFoundError with the fix when the shipped files are missing
         return offline, (f"the shipped in-domain model for {env}{' frames with ' + view if view else ''}, sized for "
