@@ -191,8 +191,8 @@ def test_humanoid_policy_mode_draws_the_saved_states(tmp_path):
     assert all(q in saved or q in second for q in drawn)
     with pytest.raises(VlmrmError, match=r"policy_states=\[\] names no file"):
         make_source("humanoid", policy_states=[], policy_fraction=0.1)
+    np.savez(tmp_path / "short.npz", qpos=np.zeros((4, 20)), qvel=np.zeros((4, 23)))
     with pytest.raises(VlmrmError, match=r"short.npz.*qpos \(4, 20\)"):
-        np.savez(tmp_path / "short.npz", qpos=np.zeros((4, 20)), qvel=np.zeros((4, 23)))
         make_source("humanoid", policy_states=[path, tmp_path / "short.npz"], policy_fraction=0.1)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(VlmrmError, match="not a readable .npz.*--save-states"):
