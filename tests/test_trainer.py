@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from vlmrm_jax.errors import CheckpointError, NonFiniteError
+from vlmrm_jax.errors import CheckpointError, NonFiniteError, VlmrmError
 from vlmrm_jax.rl.ppo import PPO, PPOConfig
 from vlmrm_jax.rl.trainer import read_metrics, train
 
@@ -41,8 +41,16 @@ def test_resume_drops_metrics_written_after_last_checkpoint(ppo, tmp_path):
     train(ppo, total_steps=2 * STEPS, run_dir=tmp_path, show_progress=False)
     with (tmp_path / "metrics.jsonl").open("a") as f:  # as if killed after an un-checkpointed iteration
         f.write(json.dumps({"env_steps": 3 * STEPS, "reward_mean": 0.0}) + "\n")
+        f.write(json.dumps({"env_steps": 4 * STEPS, "reward_mean": 0.0})[:15])  # ... while writing the next line
+    assert [r["env_steps"] for r in read_metrics(tmp_path)] == [STEPS * i for i in range(1, 4)]  # torn line dropped
     train(ppo, total_steps=4 * STEPS, run_dir=tmp_path, resume=True, show_progress=False)
     assert [r["env_steps"] for r in read_metrics(tmp_path)] == [STEPS * i for i in range(1, 5)]
+
+
+def test_a_damaged_metrics_line_before_the_last_is_named(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"env_steps": 1}\n{"env_st\n{"env_steps": 3}\n')
+    with pytest.raises(VlmrmError, match=r"metrics.jsonl line 2 of 3 is not JSON"):
+        read_metrics(tmp_path)
 
 
 def test_new_run_refuses_existing_checkpoints(ppo, tmp_path):
