@@ -103,14 +103,14 @@ def test_abbreviated_flags_are_refused(capsys, tmp_path):
     assert "unrecognized arguments: --total" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["humanoid", "cartpole", "mountain_car", "evaluate"])
+@pytest.mark.parametrize("module", ["humanoid", "cartpole", "mountain_car", "evaluate", "summarize_run"])
 def test_every_flag_has_help_with_its_default(module):
     import importlib
 
     from experiments import training_cli
 
     mod = importlib.import_module(f"experiments.{module}")
-    parser = mod.build_parser() if module == "evaluate" else training_cli.build_parser(mod.TASK)
+    parser = mod.build_parser() if hasattr(mod, "build_parser") else training_cli.build_parser(mod.TASK)
     for action in parser._actions:
         if action.dest != "help":
             assert action.help and "default" in action.help, (module, action.option_strings)
