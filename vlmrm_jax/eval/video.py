@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import imageio.v2 as imageio
 import numpy as np
@@ -33,10 +35,32 @@ def caption_frames(frames: np.ndarray, captions: Sequence[str]) -> np.ndarray:
     return np.stack(out)
 
 
+#: imageio-ffmpeg starts ffmpeg with ``preexec_fn=os.setpgrp`` (so Ctrl-C reaches Python, not ffmpeg) unless this
+#: variable is set: Python code between fork and exec, which can hang a multithreaded process (imageio-ffmpeg issue
+#: #58) and makes JAX warn "os.fork() was called ... will likely lead to a deadlock" once its backend has started.
+_NO_PREEXEC = "IMAGEIO_FFMPEG_NO_PREVENT_SIGINT"
+
+
+@contextlib.contextmanager
+def _ffmpeg_without_preexec() -> Iterator[None]:
+    """Sets ``IMAGEIO_FFMPEG_NO_PREVENT_SIGINT=1`` while ffmpeg starts (a user's own value is kept), then restores
+    the environment."""
+    before = os.environ.get(_NO_PREEXEC)
+    if before is None:
+        os.environ[_NO_PREEXEC] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(_NO_PREEXEC, None)
+
+
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 1 / 0.015 / 2) -> Path:
     """Writes uint8 [T, H, W, 3] frames as MP4 (H.264 via imageio-ffmpeg) or GIF, by the suffix of ``path``.
 
     The default fps (~33) plays a 0.015 s-per-step humanoid episode at half speed. MP4 sizes are padded to even.
+    ffmpeg is started by a plain fork-exec, with no Python code in the child (safe beside JAX's threads); a Ctrl-C
+    while the video is written therefore stops ffmpeg too, and the video is not written.
     """
     path = Path(path)
     frames = np.asarray(frames)
@@ -45,5 +69,6 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 1 / 0.015 / 2
     else:
         pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
-        imageio.mimsave(path, list(frames), fps=fps, macro_block_size=1)
+        with _ffmpeg_without_preexec():
+            imageio.mimsave(path, list(frames), fps=fps, macro_block_size=1)
     return path
