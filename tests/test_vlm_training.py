@@ -145,11 +145,19 @@ def test_resume_continues_exactly(toy, tiny_clip, trained, tmp_path):
     _, straight, _ = trained
     every_log = dataclasses.replace(TOY_CONFIG, checkpoint_every_s=0.0)  # also saves at the stop step: no clash
     fit(tiny_clip, train, every_log, tmp_path, stop_at=30, show_progress=False, log=lambda m: None)
+    with (tmp_path / "metrics.jsonl").open("a") as f:  # as if killed while writing the line of step 40
+        f.write(json.dumps({"step": 40, "loss": 1.0})[:9])
     resumed, records = fit(tiny_clip, train, TOY_CONFIG, tmp_path, resume=True, show_progress=False,
                            log=lambda m: None)
     for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     assert [r["step"] for r in records] == [10, 20, 30, 40, 50, 60]
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [
+        10, 20, 30, 40, 50, 60]  # the torn line is gone from the file too
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    (tmp_path / "metrics.jsonl").write_text("\n".join([lines[0], lines[1][:7], *lines[2:]]) + "\n")
+    with pytest.raises(VlmrmError, match=r"metrics.jsonl line 2 of 6 is not JSON.*remove that line"):
+        fit(tiny_clip, train, TOY_CONFIG, tmp_path, resume=True, show_progress=False, log=lambda m: None)
 
 
 # --- export, caption vocabulary, shipped models ---

@@ -24,9 +24,9 @@ import optax
 from flax import struct
 
 from vlmrm_jax.errors import NonFiniteError, VlmrmError, check_positive_int
+from vlmrm_jax.metrics_file import METRICS_FILE, parse_metrics
 from vlmrm_jax.rl.checkpoint import Checkpoints
 
-METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -99,17 +99,12 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
 
 
 def _metrics_up_to(path: Path, up_to_step: int) -> list[dict]:
-    """The records of a metrics file up to ``up_to_step`` (a line cut by a kill is skipped)."""
-    records = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("step", 0) <= up_to_step:
-                records.append(record)
-    return records
+    """The records of a metrics file up to ``up_to_step`` (a torn last line is dropped: :func:`parse_metrics`).
+
+    Raises:
+        VlmrmError: a line before the last is not JSON.
+    """
+    return [r for r in parse_metrics(path) if r.get("step", 0) <= up_to_step] if path.exists() else []
 
 
 def fit_loop(state: TrainState, train_step: Callable, batch: Callable[[int], tuple], config, out: str | Path, *,
@@ -144,6 +139,8 @@ def fit_loop(state: TrainState, train_step: Callable, batch: Callable[[int], tup
     Raises:
         CheckpointError: ``resume`` without a readable checkpoint.
         NonFiniteError: the loss became NaN or infinite (the last checkpoint is kept).
+        VlmrmError: with ``resume``, a line of ``metrics.jsonl`` before its last is not JSON (a torn last line, from
+            a kill while it was written, is dropped).
     """
     from tqdm.auto import tqdm
 

@@ -180,6 +180,7 @@ def fit(clip: CLIP, train: CaptionedFrames, config: TrainConfig, out: str | Path
     Raises:
         CheckpointError: ``resume`` without a checkpoint, or a corrupt one.
         NonFiniteError: the loss became NaN or infinite (the last checkpoint is kept).
+        VlmrmError: with ``resume``, a damaged line in ``metrics.jsonl`` (before its last: a torn last line is dropped).
     """
     text = tokenize(clip, train.captions.captions)
     labels = train.captions.caption_labels(train.labels)

@@ -126,6 +126,7 @@ def fit(model: T5, params: Any, train: Pairs, config: TrainConfig, out: str | Pa
     Raises:
         CheckpointError: ``resume`` without a (readable) checkpoint.
         NonFiniteError: the loss became NaN or infinite (the last checkpoint is kept).
+        VlmrmError: with ``resume``, a damaged line in ``metrics.jsonl`` (before its last: a torn last line is dropped).
     """
     optimizer = make_optimizer(config)
 

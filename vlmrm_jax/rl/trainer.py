@@ -13,12 +13,12 @@ import jax
 import jax.numpy as jnp
 from tqdm.auto import tqdm
 
-from vlmrm_jax.errors import CheckpointError, NonFiniteError, VlmrmError
+from vlmrm_jax.errors import CheckpointError, NonFiniteError
+from vlmrm_jax.metrics_file import METRICS_FILE, parse_metrics
 from vlmrm_jax.rl import distributed
 from vlmrm_jax.rl.checkpoint import Checkpoints
 from vlmrm_jax.rl.ppo import PPO, TrainState
 
-METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 #: Key of a checkpoint's meta holding the wall-clock seconds trained so far, summed over resumed sessions.
 WALL_TIME = "wall_s"
@@ -67,28 +67,8 @@ def _truncate_metrics(path: Path, max_step: int) -> None:
     """Drops metric lines written after the checkpoint a resumed run restarts from."""
     if not path.exists():
         return
-    kept = [r for r in _parse_metrics(path) if r.get("env_steps", 0) <= max_step]
+    kept = [r for r in parse_metrics(path) if r.get("env_steps", 0) <= max_step]
     path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-
-
-def _parse_metrics(path: Path) -> list[dict]:
-    """The records of a metrics file. A last line that is not JSON is dropped: a run killed while writing it (the
-    line is written before the iteration's checkpoint, so no checkpoint covers it).
-
-    Raises:
-        VlmrmError: naming the file and line, when a line before the last is not JSON.
-    """
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    records = []
-    for i, line in enumerate(lines):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if i == len(lines) - 1:
-                break
-            raise VlmrmError(f"{path} line {i + 1} of {len(lines)} is not JSON ({e.msg}); the file was edited or "
-                             "damaged: remove that line and run again") from None
-    return records
 
 
 def train(ppo: PPO, *, total_steps: int, run_dir: str | Path, seed: int = 0, resume: bool = False,
@@ -263,5 +243,5 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    return _parse_metrics(path)
+    return parse_metrics(path)
 
