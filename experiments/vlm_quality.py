@@ -44,6 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-frames", type=int, default=1500)
     p.add_argument("--seed", type=int, default=1, help="seed of generated held-out frames")
     p.add_argument("--alpha", type=float, action="append", dest="alphas", help="repeatable (default: 0 and 0.5)")
+    p.add_argument("--baseline-prompt", action="append", dest="baseline_prompts", metavar="TEXT",
+                   help="the reward's baseline prompt; repeatable, their embeddings are averaged (default: the "
+                        "paper's for the env, e.g. 'a humanoid robot')")
     p.add_argument("--out-json", help="write the results as JSON here")
     p.add_argument("--landscape", help="humanoid: write the reward-landscape PNG here (and a CSV beside it)")
     p.add_argument("--sweep-points", type=int, default=25)
@@ -98,8 +101,9 @@ def benchmark(clip, env: str, repeats: int = 20) -> dict:
     return result
 
 
-def pose_confusions(clip, data, alpha: float) -> dict[str, dict[str, float]]:
-    """Per paper goal prompt, :func:`~vlmrm_jax.models.evaluation.confusion_aurocs` of its VLM-RM reward against every
+def pose_confusions(clip, data, alpha: float, baseline_prompts=None) -> dict[str, dict[str, float]]:
+    """Per paper goal prompt, :func:`~vlmrm_jax.models.evaluation.confusion_aurocs` of its VLM-RM reward (baseline:
+    the mean of ``baseline_prompts``' embeddings, default the dataset's caption baseline) against every
     other pose predicate (the negatives sitting, squatting, lying_down and fallen included), on humanoid frames whose
     ground truth is recomputed from their stored settled ``qpos``; {task: {other task: AUROC}}. Frames of the
     ``policy`` sampling mode (a trained policy's states, ``make_vlm_dataset --policy-states``), where there are any,
@@ -113,7 +117,7 @@ def pose_confusions(clip, data, alpha: float) -> dict[str, dict[str, float]]:
     modes = data.manifest["modes"]
     policy = np.asarray(data.modes) == modes.index("policy") if "policy" in modes else np.zeros(len(data.modes), bool)
     frames = embed_frames(clip, clip.params, data.images)
-    baseline = clip.embed_text([data.captions.baseline_prompt])
+    baseline = clip.embed_text(list(baseline_prompts or [data.captions.baseline_prompt]))
     result = {}
     for task, prompt in data.captions.goal_prompts.items():
         reward = np.asarray(GoalBaselineReward.from_embeddings(clip.embed_text([prompt]), baseline, alpha)(frames))
@@ -125,9 +129,9 @@ def pose_confusions(clip, data, alpha: float) -> dict[str, dict[str, float]]:
 
 
 def humanoid_landscape(clip, alphas, png: Path, points: int, look: str | None = None, camera: str | None = None,
-                       log=print) -> list[dict]:
+                       log=print, baseline_prompts=None) -> list[dict]:
     """Renders the :data:`SWEEPS` (with the humanoid's ``look`` and ``camera``, default brax and tracking), scores
-    them and writes ``png`` and ``png.with_suffix('.csv')``."""
+    them (baseline: ``baseline_prompts``, default the paper's) and writes ``png`` and ``png.with_suffix('.csv')``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,7 +146,7 @@ def humanoid_landscape(clip, alphas, png: Path, points: int, look: str | None = 
     views = {k: v for k, v in (("look", look), ("camera", camera)) if v is not None}
     source = HumanoidSource(image_size=clip.image_size, settle_steps=0, **views)
     model = source._mj_model
-    baseline = clip.embed_text([HUMANOID_CAPTIONS.baseline_prompt])
+    baseline = clip.embed_text(list(baseline_prompts or [HUMANOID_CAPTIONS.baseline_prompt]))
     rows, fig = [], plt.figure(figsize=(4.2 * len(SWEEPS), 3.6))
     for i, (concept, start, end, xlabel) in enumerate(SWEEPS):
         qpos = source.interpolate_poses(REFERENCE_POSES[start], REFERENCE_POSES[end], points)
@@ -194,7 +198,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
     """Everything the CLI does; returns the results.
 
     Raises:
-        VlmrmError: unknown env or model, bad dataset, a dataset of another env.
+        VlmrmError: unknown env or model, bad dataset, a dataset of another env, an empty baseline prompt.
     """
     from experiments.make_vlm_dataset import generate
     from vlmrm_jax.datasets import load_dataset
@@ -203,6 +207,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
     from vlmrm_jax.models import CLIP
     from vlmrm_jax.models.evaluation import evaluate_prompts
     from vlmrm_jax.models.vocabulary import warn_unknown_prompts
+    from vlmrm_jax.rewards import check_prompts
 
     if args.env not in SOURCES:
         raise VlmrmError(f"unknown environment {args.env!r}; choose one of {', '.join(sorted(SOURCES))}")
@@ -216,15 +221,16 @@ def run(args: argparse.Namespace, log=print) -> dict:
         tmp = tempfile.mkdtemp(prefix="vlm_quality_")
         data = generate(args.env, args.num_frames, args.seed, str(Path(tmp) / "data"), image_size=clip.image_size,
                         look=args.look, camera=args.camera, log=log)
-    warn_unknown_prompts(args.model, [*data.captions.goal_prompts.values(), data.captions.baseline_prompt],
-                         env=args.env, log=log)
-    result = evaluate_prompts(clip, clip.params, data.images, data.labels, data.captions, alphas=alphas)
+    baseline_prompts = check_prompts(args.baseline_prompts or [data.captions.baseline_prompt], "baseline prompt")
+    warn_unknown_prompts(args.model, [*data.captions.goal_prompts.values(), *baseline_prompts], env=args.env, log=log)
+    result = evaluate_prompts(clip, clip.params, data.images, data.labels, data.captions, alphas=alphas,
+                              baseline_prompts=baseline_prompts)
     result.update(model=args.model, env=args.env, seed=int(data.manifest["seed"]))
-    log(f"{args.model} on {len(data)} held-out {args.env} frames (seed {data.manifest['seed']}), baseline prompt "
-        f"{data.captions.baseline_prompt!r}:")
+    log(f"{args.model} on {len(data)} held-out {args.env} frames (seed {data.manifest['seed']}), baseline "
+        f"{' / '.join(map(repr, baseline_prompts))}:")
     log(markdown_table(result, alphas))
     if args.env == "humanoid":
-        result["confusions"] = pose_confusions(clip, data, alphas[0])
+        result["confusions"] = pose_confusions(clip, data, alphas[0], baseline_prompts)
         log(f"lowest AUROC (alpha {alphas[0]:g}) of each goal prompt against one other pose alone (ground truth: the "
             f"predicates of the stored states):")
         for task, row in result["confusions"].items():
@@ -240,7 +246,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
             raise VlmrmError("--landscape draws humanoid pose sweeps; for CartPole and MountainCar use the classic "
                              "reward landscapes (vlmrm_jax.eval.landscape)")
         humanoid_landscape(clip, alphas, Path(args.landscape), args.sweep_points, look=args.look,
-                           camera=args.camera, log=log)
+                           camera=args.camera, log=log, baseline_prompts=baseline_prompts)
     if args.out_json:
         Path(args.out_json).write_text(json.dumps(result, indent=2))
     return result

@@ -67,6 +67,31 @@ def test_auroc_agrees_with_evaluate_prompts(tiny_clip, toy_frames):
         assert quality["mean_auroc"][f"{a:g}"] == pytest.approx(reference[f"mean_auroc_alpha_{a:g}"], abs=1e-9)
 
 
+def test_evaluate_prompts_with_several_baseline_prompts_matches_numpy(tiny_clip, toy_frames):
+    """The reward's baseline is the mean of the baseline prompts' unit embeddings: AUROC of
+    1 - 0.5 |(s - g) P|^2 computed in NumPy and ranked by pair counting, against evaluate_prompts."""
+    from vlmrm_jax.models.evaluation import embed_frames
+
+    images, labels = toy_frames
+    baselines = ["a square on grey", "a blue square"]
+    result = evaluate_prompts(tiny_clip, tiny_clip.params, images, labels, TOY_CAPTIONS, alphas=(0.0, 1.0),
+                              baseline_prompts=baselines)
+    assert result["baseline_prompts"] == baselines
+    s = embed_frames(tiny_clip, tiny_clip.params, images).astype(np.float64)
+    g = np.asarray(tiny_clip.embed_text(["a red square"]), np.float64)[0]
+    b = np.asarray(tiny_clip.embed_text(baselines), np.float64).mean(0)
+    d = g - b
+    holds = labels[:, TOY_CAPTIONS.keys.index("red")]
+    for alpha in (0.0, 1.0):
+        proj = alpha * np.outer(d, d) / (d @ d) + (1 - alpha) * np.eye(len(d))
+        reward = 1 - 0.5 * np.sum(((s - g) @ proj) ** 2, axis=1)
+        pos, neg = reward[holds], reward[~holds]
+        expected = np.mean((pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None]))
+        assert result["prompts"]["red"][f"auroc_alpha_{alpha:g}"] == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(VlmrmError, match="baseline prompt '  ' is empty"):
+        evaluate_prompts(tiny_clip, tiny_clip.params, images, labels, TOY_CAPTIONS, baseline_prompts=["  "])
+
+
 def test_prompts_map_to_concepts():
     assert prompt_concepts(TOY_CAPTIONS, ["A square that is blue.", "a red square"]) == {
         "blue": "A square that is blue.", "red": "a red square"}

@@ -309,5 +309,10 @@ def test_pose_confusions_add_the_policy_frames_as_a_negative(tiny_clip):
     kneel = np.array([p == "kneeling" for p in poses])
     keep = kneel | (modes == 4)  # kneeling frames against the policy's non-kneeling frames (5 and 7)
     assert result["kneeling"]["policy_frames"] == pytest.approx(auroc(reward[keep], kneel[keep]))
+    lying = ["a humanoid robot lying on the floor", "a humanoid robot sitting on the floor"]  # another baseline
+    reward = np.asarray(GoalBaselineReward.from_embeddings(
+        tiny_clip.embed_text([HUMANOID_CAPTIONS.goal_prompts["kneeling"]]), tiny_clip.embed_text(lying), 1.0)(frames))
+    result = pose_confusions(tiny_clip, data, alpha=1.0, baseline_prompts=lying)
+    assert result["kneeling"]["policy_frames"] == pytest.approx(auroc(reward[keep], kneel[keep]))
     data.manifest = {"modes": ["reference", "mixed", "random", "rollout"]}  # a dataset without policy frames
     assert "policy_frames" not in pose_confusions(tiny_clip, data, alpha=0.0)["kneeling"]

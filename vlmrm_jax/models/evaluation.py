@@ -19,7 +19,7 @@ import numpy as np
 from vlmrm_jax.datasets.captions import CaptionSet
 from vlmrm_jax.errors import VlmrmError
 from vlmrm_jax.models.clip import CLIP
-from vlmrm_jax.rewards import GoalBaselineReward
+from vlmrm_jax.rewards import GoalBaselineReward, check_prompts
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -118,24 +118,29 @@ def embed_frames(clip: CLIP, params, images: np.ndarray, batch_size: int = 256) 
 
 
 def evaluate_prompts(clip: CLIP, params, images: np.ndarray, labels: np.ndarray, captions: CaptionSet,
-                     alphas: Sequence[float] = (0.0, 0.5), prompts: dict[str, str] | None = None) -> dict:
+                     alphas: Sequence[float] = (0.0, 0.5), prompts: dict[str, str] | None = None,
+                     baseline_prompts: Sequence[str] | None = None) -> dict:
     """Per-prompt AUROC of the VLM-RM reward and text-to-image R-precision on labelled frames.
 
     Args:
         clip: the model (its tokenizer and architecture); params: the weights to evaluate.
         images: uint8 [N, H, W, 3], e.g. frames from held-out seeds.
         labels: bool [N, C], columns in ``captions.concepts`` order.
-        captions: the vocabulary (its baseline prompt is the reward's baseline).
+        captions: the vocabulary.
         alphas: goal-baseline regularisation strengths to evaluate.
         prompts: concept key -> goal prompt to evaluate; default ``captions.goal_prompts`` (the paper's prompts).
+        baseline_prompts: the reward's baseline prompts (their unit embeddings are averaged, as in
+            :class:`~vlmrm_jax.rewards.GoalBaselineReward`); default ``[captions.baseline_prompt]`` (the paper's).
 
     Returns:
         ``{"prompts": {key: {"prompt", "positives", "auroc_alpha_<a>" per alpha, "r_precision",
-        "positive_rate"}}, "mean_auroc_alpha_<a>", "mean_r_precision", "num_frames", "baseline_prompt"}``;
-        means skip NaNs (concepts without positives or negatives).
+        "positive_rate"}}, "mean_auroc_alpha_<a>", "mean_r_precision", "num_frames", "baseline_prompts"}``;
+        means skip NaNs (concepts without positives or negatives). R-precision ranks by the goal similarity alone,
+        so it does not depend on the baseline.
 
     Raises:
-        VlmrmError: if ``labels`` does not match ``images`` and ``captions``, or a key is not a concept.
+        VlmrmError: if ``labels`` does not match ``images`` and ``captions``, a key is not a concept, or a baseline
+            prompt is empty.
     """
     labels = np.asarray(labels, bool)
     if labels.shape != (len(images), len(captions.concepts)):
@@ -144,8 +149,9 @@ def evaluate_prompts(clip: CLIP, params, images: np.ndarray, labels: np.ndarray,
     model = clip.replace(params=params)
     frames = embed_frames(clip, params, images)
     goals = np.asarray(model.embed_text(list(prompts.values())))
-    baseline = model.embed_text([captions.baseline_prompt])
-    result: dict = {"prompts": {}, "num_frames": int(len(images)), "baseline_prompt": captions.baseline_prompt}
+    baseline_prompts = check_prompts(baseline_prompts or [captions.baseline_prompt], "baseline prompt")
+    baseline = model.embed_text(baseline_prompts)
+    result: dict = {"prompts": {}, "num_frames": int(len(images)), "baseline_prompts": baseline_prompts}
     for (key, prompt), goal in zip(prompts.items(), goals):
         holds = labels[:, captions.keys.index(captions.concept(key).key)]
         row = {"prompt": prompt, "positives": int(holds.sum()), "positive_rate": float(holds.mean())}
