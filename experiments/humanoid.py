@@ -24,8 +24,10 @@ from vlmrm_jax.errors import VlmrmError
 #: machine with the shipped small CLIP at 64 px (which the cpu preset picks unless --model is given; a run warns
 #: when its measured ETA is far beyond that): 64 envs and 409,600 env steps at ~1,350 env steps/s in the authors'
 #: scene, ~880 in brax's look (2026-12-04; until then 16 envs and 40,960 steps in 15 minutes, before the renderer
-#: was fast). At it, in the authors' look and camera, "a humanoid robot standing up" succeeds in 27 of 64 evaluation
-#: episodes over 4 seeds (16/16 in one) and kneeling in 1 of 48 over 3 (docs/humanoid_setup.md). "accelerator" is
+#: was fast); another idle 2-core machine gave ~460-510 env steps/s (15-16 minutes, 2026-12-07). At it, in the
+#: authors' look and camera, "a humanoid robot standing up" succeeds in 27 of 64 evaluation episodes over 4 seeds
+#: (16/16 in one), and kneeling in more than half the evaluation episodes in 2 of 13 runs (seeds 0-9 on two machines;
+#: docs/humanoid_setup.md). "accelerator" is
 #: paper-like (VLM-RM trained 10M steps with 32 envs; PPO here uses many more parallel envs).
 #: Learner: PPO. At the earlier cpu preset's 40,960 env steps (kneeling, one seed each, docs/humanoid_setup.md) neither
 #: PPO nor SAC (--learner sac) succeeded (0 of 16 evaluation episodes); PPO raised the CLIP reward it optimises (0.13 ->
