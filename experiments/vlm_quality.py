@@ -211,6 +211,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
 
     if args.env not in SOURCES:
         raise VlmrmError(f"unknown environment {args.env!r}; choose one of {', '.join(sorted(SOURCES))}")
+    if args.baseline_prompts is not None:  # checked before the model and frames are loaded
+        check_prompts(args.baseline_prompts, "baseline prompt")
     alphas = args.alphas or [0.0, 0.5]
     clip = CLIP.load(args.model)
     if args.data:
@@ -221,7 +223,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
         tmp = tempfile.mkdtemp(prefix="vlm_quality_")
         data = generate(args.env, args.num_frames, args.seed, str(Path(tmp) / "data"), image_size=clip.image_size,
                         look=args.look, camera=args.camera, log=log)
-    baseline_prompts = check_prompts(args.baseline_prompts or [data.captions.baseline_prompt], "baseline prompt")
+    baseline_prompts = args.baseline_prompts or [data.captions.baseline_prompt]
     warn_unknown_prompts(args.model, [*data.captions.goal_prompts.values(), *baseline_prompts], env=args.env, log=log)
     result = evaluate_prompts(clip, clip.params, data.images, data.labels, data.captions, alphas=alphas,
                               baseline_prompts=baseline_prompts)

@@ -90,6 +90,8 @@ def test_evaluate_prompts_with_several_baseline_prompts_matches_numpy(tiny_clip,
         assert result["prompts"]["red"][f"auroc_alpha_{alpha:g}"] == pytest.approx(expected, abs=1e-4)
     with pytest.raises(VlmrmError, match="baseline prompt '  ' is empty"):
         evaluate_prompts(tiny_clip, tiny_clip.params, images, labels, TOY_CAPTIONS, baseline_prompts=["  "])
+    with pytest.raises(VlmrmError, match="no baseline prompt given"):
+        evaluate_prompts(tiny_clip, tiny_clip.params, images, labels, TOY_CAPTIONS, baseline_prompts=[])
 
 
 def test_prompts_map_to_concepts():

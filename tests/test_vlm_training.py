@@ -316,3 +316,10 @@ def test_pose_confusions_add_the_policy_frames_as_a_negative(tiny_clip):
     assert result["kneeling"]["policy_frames"] == pytest.approx(auroc(reward[keep], kneel[keep]))
     data.manifest = {"modes": ["reference", "mixed", "random", "rollout"]}  # a dataset without policy frames
     assert "policy_frames" not in pose_confusions(tiny_clip, data, alpha=0.0)["kneeling"]
+
+
+def test_vlm_quality_rejects_an_empty_baseline_prompt_before_loading_the_model(capsys):
+    from experiments.vlm_quality import main
+
+    assert main(["--env", "humanoid", "--model", "no-such-model", "--baseline-prompt", " "]) == 2
+    assert "baseline prompt ' ' is empty" in capsys.readouterr().err

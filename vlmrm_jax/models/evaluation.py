@@ -139,17 +139,19 @@ def evaluate_prompts(clip: CLIP, params, images: np.ndarray, labels: np.ndarray,
         so it does not depend on the baseline.
 
     Raises:
-        VlmrmError: if ``labels`` does not match ``images`` and ``captions``, a key is not a concept, or a baseline
-            prompt is empty.
+        VlmrmError: if ``labels`` does not match ``images`` and ``captions``, a key is not a concept, or
+            ``baseline_prompts`` is empty or holds an empty prompt (checked before any frame is embedded).
     """
     labels = np.asarray(labels, bool)
     if labels.shape != (len(images), len(captions.concepts)):
         raise VlmrmError(f"labels have shape {labels.shape}, expected {(len(images), len(captions.concepts))}")
     prompts = dict(captions.goal_prompts if prompts is None else prompts)
+    if baseline_prompts is None:
+        baseline_prompts = [captions.baseline_prompt]
+    baseline_prompts = check_prompts(baseline_prompts, "baseline prompt")
     model = clip.replace(params=params)
     frames = embed_frames(clip, params, images)
     goals = np.asarray(model.embed_text(list(prompts.values())))
-    baseline_prompts = check_prompts(baseline_prompts or [captions.baseline_prompt], "baseline prompt")
     baseline = model.embed_text(baseline_prompts)
     result: dict = {"prompts": {}, "num_frames": int(len(images)), "baseline_prompts": baseline_prompts}
     for (key, prompt), goal in zip(prompts.items(), goals):
